@@ -1,0 +1,67 @@
+# ipv6-migration-operator. `make test` and `make demo` work on a fresh machine: they install the npm packages,
+# Node 24 when the machine's node is older than 22.19, and the Go-built control plane (cached outside the repo).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+NODE_VERSION := 24.21.0
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ipv6-migration-operator
+export IPV6MIG_CACHE_DIR := $(CACHE_DIR)
+NODE_PREFIX := $(CACHE_DIR)/node-$(NODE_VERSION)
+
+# client-node 2.x needs undici 8, which needs Node >= 22.19.
+SYSTEM_NODE_OK := $(shell node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=19)?0:1)' 2>/dev/null && echo yes)
+ifeq ($(SYSTEM_NODE_OK),yes)
+NODE_BIN :=
+else
+NODE_BIN := $(NODE_PREFIX)/node_modules/.bin/node
+export PATH := $(NODE_PREFIX)/node_modules/.bin:$(PATH)
+endif
+
+IMG ?= ipv6-migration-operator:dev
+KUBECTL ?= kubectl
+
+.PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy node clean
+
+node: $(NODE_BIN)
+
+$(NODE_PREFIX)/node_modules/.bin/node:
+	@echo "Installing Node $(NODE_VERSION) from the npm registry into $(NODE_PREFIX)"
+	mkdir -p $(NODE_PREFIX)
+	npm install --prefix $(NODE_PREFIX) --no-save --no-package-lock --no-audit --no-fund node@$(NODE_VERSION) >/dev/null
+	$@ --version
+
+node_modules/.installed: package.json package-lock.json | $(NODE_BIN)
+	npm ci --no-audit --no-fund
+	touch $@
+
+build: node_modules/.installed
+	npx tsc -p tsconfig.json
+
+lint: node_modules/.installed
+	npx eslint .
+	npx prettier --check .
+
+fmt: node_modules/.installed
+	npx prettier --write .
+
+testenv:
+	@testenv/build.sh >/dev/null
+
+test: build lint testenv
+	node dist/test/run.js
+
+test-unit: build
+	node dist/test/run.js --unit
+
+test-integration: build testenv
+	node dist/test/run.js --integration
+
+demo: build testenv
+	node dist/src/cli/main.js demo $(DEMO_ARGS)
+
+run: build
+	node dist/src/cli/main.js operator $(RUN_ARGS)
+
+clean:
+	rm -rf dist node_modules/.installed

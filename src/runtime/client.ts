@@ -1,0 +1,282 @@
+// A thin REST client over client-node's auth and TLS. It returns the server's JSON as plain objects:
+// client-node's generated APIs turn every item into a model class, which for a 10k-object LIST costs time
+// and about three times the memory that the cache actually needs.
+import { KubeConfig, RequestContext } from "@kubernetes/client-node";
+import { fetch } from "undici";
+
+export interface ResourceType {
+  group: string;
+  version: string;
+  /** The lower-case plural of the REST path, e.g. "services". */
+  resource: string;
+  kind: string;
+  namespaced: boolean;
+}
+
+export const core = (resource: string, kind: string, namespaced = true): ResourceType => ({
+  group: "",
+  version: "v1",
+  resource,
+  kind,
+  namespaced,
+});
+
+export const SERVICES = core("services", "Service");
+export const NAMESPACES = core("namespaces", "Namespace", false);
+export const EVENTS_V1: ResourceType = {
+  group: "events.k8s.io",
+  version: "v1",
+  resource: "events",
+  kind: "Event",
+  namespaced: true,
+};
+export const LEASES: ResourceType = {
+  group: "coordination.k8s.io",
+  version: "v1",
+  resource: "leases",
+  kind: "Lease",
+  namespaced: true,
+};
+export const ENDPOINT_SLICES: ResourceType = {
+  group: "discovery.k8s.io",
+  version: "v1",
+  resource: "endpointslices",
+  kind: "EndpointSlice",
+  namespaced: true,
+};
+export const SERVICE_CIDRS: ResourceType = {
+  group: "networking.k8s.io",
+  version: "v1",
+  resource: "servicecidrs",
+  kind: "ServiceCIDR",
+  namespaced: false,
+};
+
+export function apiVersionOf(type: ResourceType): string {
+  return type.group ? `${type.group}/${type.version}` : type.version;
+}
+
+export function resourcePath(type: ResourceType, namespace?: string, name?: string, subresource?: string): string {
+  let p = type.group ? `/apis/${type.group}/${type.version}` : `/api/${type.version}`;
+  if (type.namespaced && namespace) p += `/namespaces/${encodeURIComponent(namespace)}`;
+  p += `/${type.resource}`;
+  if (name !== undefined) p += `/${encodeURIComponent(name)}`;
+  if (subresource) p += `/${subresource}`;
+  return p;
+}
+
+/** metav1.Status as the server sends it with an error. */
+export interface Status {
+  kind?: string;
+  status?: string;
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: { name?: string; kind?: string; causes?: { reason?: string; message?: string; field?: string }[] };
+}
+
+export class ApiError extends Error {
+  readonly code: number;
+  readonly reason: string;
+  readonly status: Status;
+  readonly verb: string;
+  readonly path: string;
+
+  constructor(verb: string, path: string, code: number, status: Status) {
+    super(`${verb} ${path}: ${code} ${status.reason ?? ""}: ${status.message ?? ""}`.trim());
+    this.name = "ApiError";
+    this.verb = verb;
+    this.path = path;
+    this.code = code;
+    this.reason = status.reason ?? "";
+    this.status = status;
+  }
+}
+
+export const isNotFound = (err: unknown): boolean => err instanceof ApiError && err.code === 404;
+export const isConflict = (err: unknown): boolean => err instanceof ApiError && err.code === 409;
+export const isGone = (err: unknown): boolean => err instanceof ApiError && err.code === 410;
+export const isForbidden = (err: unknown): boolean => err instanceof ApiError && err.code === 403;
+export const isInvalid = (err: unknown): boolean => err instanceof ApiError && err.code === 422;
+
+export type PatchType = "merge" | "json" | "strategic" | "apply";
+const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
+  merge: "application/merge-patch+json",
+  json: "application/json-patch+json",
+  strategic: "application/strategic-merge-patch+json",
+  apply: "application/apply-patch+yaml",
+};
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface WriteOptions {
+  dryRun?: boolean;
+  fieldManager?: string;
+  force?: boolean;
+}
+
+export interface ListPage<T> {
+  metadata: { resourceVersion: string; continue?: string };
+  items: T[];
+}
+
+/** Observes every request, e.g. for rest_client_requests_total. */
+export type RequestObserver = (verb: string, type: string, code: number) => void;
+
+export class KubeClient {
+  readonly kubeConfig: KubeConfig;
+  private readonly server: string;
+  private readonly observers: RequestObserver[] = [];
+  readonly userAgent: string;
+
+  constructor(kubeConfig: KubeConfig, userAgent = "ipv6-migration-operator") {
+    this.kubeConfig = kubeConfig;
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster) throw new Error("kubeconfig has no current cluster");
+    this.server = cluster.server.replace(/\/$/, "");
+    this.userAgent = userAgent;
+  }
+
+  onRequest(observer: RequestObserver): void {
+    this.observers.push(observer);
+  }
+
+  async request<T>(
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
+    path: string,
+    options: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    const url = new URL(this.server + path);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const ctx = new RequestContext(url.toString(), method);
+    await this.kubeConfig.applySecurityAuthentication(ctx);
+    const headers = ctx.getHeaders();
+    headers["accept"] = "application/json";
+    headers["user-agent"] = this.userAgent;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers["content-type"] = options.contentType ?? "application/json";
+      body = JSON.stringify(options.body);
+    }
+    const verb = describeVerb(method, url);
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        body,
+        dispatcher: ctx.getDispatcher(),
+        signal: options.signal ?? AbortSignal.timeout(60_000),
+      });
+    } catch (err) {
+      this.observe(verb, path, 0);
+      throw err;
+    }
+    const text = await response.text();
+    this.observe(verb, path, response.status);
+    if (response.status >= 200 && response.status < 300) {
+      return (text ? JSON.parse(text) : {}) as T;
+    }
+    let status: Status = { message: text.slice(0, 500), code: response.status };
+    try {
+      status = JSON.parse(text) as Status;
+    } catch {
+      // not a Status (e.g. a proxy's error page): keep the text
+    }
+    throw new ApiError(verb, path, response.status, status);
+  }
+
+  private observe(verb: string, path: string, code: number): void {
+    if (this.observers.length === 0) return;
+    const type = resourceOfPath(path);
+    for (const observer of this.observers) observer(verb, type, code);
+  }
+
+  get<T>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {
+    return this.request<T>("GET", resourcePath(type, namespace, name));
+  }
+
+  list<T>(type: ResourceType, namespace: string | undefined, query: Query = {}): Promise<ListPage<T>> {
+    return this.request<ListPage<T>>("GET", resourcePath(type, namespace), { query });
+  }
+
+  /** A LIST across every page, for callers that need them all at once (the reflector pages by itself). */
+  async listAll<T>(type: ResourceType, namespace?: string, query: Query = {}, limit = 500): Promise<ListPage<T>> {
+    const items: T[] = [];
+    let continueToken: string | undefined;
+    let resourceVersion: string;
+    do {
+      const page = await this.list<T>(type, namespace, { ...query, limit, continue: continueToken });
+      items.push(...page.items);
+      continueToken = page.metadata.continue || undefined;
+      resourceVersion = page.metadata.resourceVersion;
+    } while (continueToken);
+    return { metadata: { resourceVersion }, items };
+  }
+
+  create<T>(type: ResourceType, namespace: string | undefined, body: unknown, options: WriteOptions = {}): Promise<T> {
+    return this.request<T>("POST", resourcePath(type, namespace), { body, query: writeQuery(options) });
+  }
+
+  update<T>(
+    type: ResourceType,
+    namespace: string | undefined,
+    name: string,
+    body: unknown,
+    options: WriteOptions & { subresource?: string } = {},
+  ): Promise<T> {
+    return this.request<T>("PUT", resourcePath(type, namespace, name, options.subresource), {
+      body,
+      query: writeQuery(options),
+    });
+  }
+
+  patch<T>(
+    type: ResourceType,
+    namespace: string | undefined,
+    name: string,
+    patch: unknown,
+    patchType: PatchType,
+    options: WriteOptions & { subresource?: string } = {},
+  ): Promise<T> {
+    return this.request<T>("PATCH", resourcePath(type, namespace, name, options.subresource), {
+      body: patch,
+      contentType: PATCH_CONTENT_TYPES[patchType],
+      query: writeQuery(options),
+    });
+  }
+
+  delete<T>(
+    type: ResourceType,
+    namespace: string | undefined,
+    name: string,
+    body?: { preconditions?: { uid?: string; resourceVersion?: string } },
+  ): Promise<T> {
+    return this.request<T>("DELETE", resourcePath(type, namespace, name), { body });
+  }
+}
+
+function writeQuery(options: WriteOptions): Query {
+  return {
+    dryRun: options.dryRun ? "All" : undefined,
+    fieldManager: options.fieldManager,
+    force: options.force ? true : undefined,
+  };
+}
+
+function describeVerb(method: string, url: URL): string {
+  if (method !== "GET") return method;
+  if (url.searchParams.get("watch") === "true") return "WATCH";
+  return "GET";
+}
+
+/** "services" from /api/v1/namespaces/x/services/y, for request metrics. */
+export function resourceOfPath(path: string): string {
+  const parts = path.split("?")[0]?.split("/").filter(Boolean) ?? [];
+  const start = parts[0] === "api" ? 2 : 3;
+  const rest = parts.slice(start);
+  if (rest[0] === "namespaces" && rest.length > 2) return rest[2] ?? "";
+  return rest[0] ?? "";
+}

@@ -1,0 +1,104 @@
+// Shared by the integration tests: a control plane per file, objects to create, and error expectations.
+import assert from "node:assert/strict";
+import { ApiError, KubeClient, NAMESPACES, SERVICES } from "../src/runtime/client.js";
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "../src/testenv/controlplane.js";
+
+export interface ServiceObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    resourceVersion?: string;
+  };
+  spec: {
+    type?: string;
+    selector?: Record<string, string>;
+    clusterIP?: string;
+    clusterIPs?: string[];
+    ipFamilies?: string[];
+    ipFamilyPolicy?: string;
+    externalName?: string;
+    ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string; nodePort?: number }[];
+    [key: string]: unknown;
+  };
+}
+
+/** Starts a control plane before the suite and stops it after, also when a test fails. */
+export function useControlPlane(options: ControlPlaneOptions = {}): { cp: ControlPlane; client: KubeClient } {
+  const ctx = {} as { cp: ControlPlane; client: KubeClient };
+  before(async function () {
+    this.timeout(600_000); // a cold cache builds the binaries first
+    ctx.cp = await startControlPlane(options);
+    ctx.client = new KubeClient(ctx.cp.kubeConfig(), "ipv6-migration-operator-tests");
+  });
+  after(async () => {
+    await ctx.cp?.stop();
+  });
+  return ctx;
+}
+
+export async function createNamespace(
+  client: KubeClient,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<void> {
+  await client.create(NAMESPACES, undefined, { metadata: { name, labels } });
+}
+
+export function createService(client: KubeClient, namespace: string, service: ServiceObject): Promise<ServiceObject> {
+  return client.create<ServiceObject>(SERVICES, namespace, { apiVersion: "v1", kind: "Service", ...service });
+}
+
+export function clusterIPService(name: string, extra: Partial<ServiceObject["spec"]> = {}): ServiceObject {
+  return {
+    metadata: { name, labels: { app: name } },
+    spec: { selector: { app: name }, ports: [{ name: "http", port: 80, targetPort: 8080 }], ...extra },
+  };
+}
+
+/** Awaits a request that must fail, and returns the server's error for assertions. */
+export async function expectApiError(promise: Promise<unknown>, code: number): Promise<ApiError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
+    return err;
+  }
+  assert.fail(`expected the server to answer ${code}`);
+}
+
+/** The fields the server named in a 422's causes. */
+export function causeFields(err: ApiError): string[] {
+  return (err.status.details?.causes ?? []).map((c) => c.field ?? "");
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. Not a timing assertion. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Error | undefined;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err instanceof Error ? err : new Error(String(err));
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    }
+    await sleep(100);
+  }
+}
