@@ -347,6 +347,7 @@ export interface AuditEvent {
   verb: string;
   requestURI: string;
   user?: { username?: string };
+  userAgent?: string;
   objectRef?: { resource?: string; namespace?: string; name?: string; subresource?: string; apiGroup?: string };
   responseStatus?: { code?: number };
   requestReceivedTimestamp?: string;

@@ -1,0 +1,79 @@
+// Plain Kubernetes objects as the server sends them, and the few helpers every controller needs.
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+export interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  apiVersion?: string;
+  time?: string;
+  fieldsType?: string;
+  fieldsV1?: Record<string, unknown>;
+  subresource?: string;
+}
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: OwnerReference[];
+  finalizers?: string[];
+  managedFields?: ManagedFieldsEntry[];
+}
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+}
+
+/** The store key, as client-go's MetaNamespaceKeyFunc: "namespace/name", or "name" when cluster-scoped. */
+export function keyOf(obj: { metadata: { name: string; namespace?: string } }): string {
+  return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
+}
+
+export function splitKey(key: string): { namespace?: string; name: string } {
+  const slash = key.indexOf("/");
+  return slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+}
+
+/** metav1.Condition. */
+export interface Condition {
+  type: string;
+  status: "True" | "False" | "Unknown";
+  observedGeneration?: number;
+  lastTransitionTime: string;
+  reason: string;
+  message: string;
+}
+
+/**
+ * Sets a condition the way apimachinery's meta.SetStatusCondition does: lastTransitionTime moves only when the
+ * status changes. Returns the new list (the input is not modified).
+ */
+export function setCondition(
+  conditions: readonly Condition[],
+  next: Omit<Condition, "lastTransitionTime">,
+  now: () => string = () => new Date().toISOString(),
+): Condition[] {
+  const existing = conditions.find((c) => c.type === next.type);
+  const lastTransitionTime = existing && existing.status === next.status ? existing.lastTransitionTime : now();
+  const updated: Condition = { ...next, lastTransitionTime };
+  return existing ? conditions.map((c) => (c.type === next.type ? updated : c)) : [...conditions, updated];
+}
+
+export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}
