@@ -335,11 +335,11 @@ export class Informer<T extends KubeObject = KubeObject> {
       };
       const onDone = (err: unknown) => {
         this.abortWatch = undefined;
-        if (failure) return reject(failure);
+        if (failure) return reject(asError(failure));
         if (this.stopped) return resolve();
         if (err && !isAbort(err)) {
           const code = (err as { statusCode?: number }).statusCode;
-          return reject(code ? new ApiError("WATCH", path, code, { code, message: errorMessage(err) }) : err);
+          return reject(code ? new ApiError("WATCH", path, code, { code, message: errorMessage(err) }) : asError(err));
         }
         resolve(); // a normal close: resume from the last resourceVersion
       };
@@ -403,6 +403,10 @@ export class Informer<T extends KubeObject = KubeObject> {
       this.log.error("event handler failed", { error: errorMessage(err) });
     }
   }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 function isAbort(err: unknown): boolean {
