@@ -28,6 +28,8 @@ export interface ControlPlaneOptions {
   serviceClusterIPRanges?: string[];
   /** Extra kube-apiserver flags, as `--name=value`. */
   apiServerArgs?: string[];
+  /** More token users, e.g. an operator identity in system:masters whose requests the audit log tells apart. */
+  users?: { name: string; groups?: string[] }[];
   /** Keep etcd and apiserver output in the temp dir (always kept while running; removed on stop). */
   quiet?: boolean;
 }
@@ -112,6 +114,7 @@ export class ControlPlane {
     this.users = [
       { name: "alice", token: token(), groups: [] },
       { name: "bob", token: token(), groups: [] },
+      ...(options.users ?? []).map((u) => ({ name: u.name, token: token(), groups: u.groups ?? [] })),
     ];
     this.kubeconfigPath = path.join(this.dir, "kubeconfig");
   }
@@ -261,6 +264,12 @@ export class ControlPlane {
     const target = file || path.join(this.dir, `kubeconfig-${user.name}`);
     writeFileSync(target, this.kubeConfig(user).exportConfig());
     return target;
+  }
+
+  user(name: string): TokenUser {
+    const user = this.users.find((u) => u.name === name);
+    if (!user) throw new Error(`no token user ${name}`);
+    return user;
   }
 
   /** Runs the built kubectl against this control plane. */

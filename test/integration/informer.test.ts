@@ -1,6 +1,6 @@
 // The informer against a real apiserver: events, restarts of the apiserver, and 410 Gone after compaction.
 import assert from "node:assert/strict";
-import { CONFIGMAPS_FOR_TESTS } from "../fixtures.js";
+import { CONFIGMAPS_FOR_TESTS } from "../fixtures/resources.js";
 import { Informer } from "../../src/runtime/informer.js";
 import { KubeClient } from "../../src/runtime/client.js";
 import { keyOf, type KubeObject } from "../../src/runtime/object.js";

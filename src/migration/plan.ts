@@ -1,0 +1,251 @@
+// Plan-level decisions: which Services a plan selects, which plan owns a Service, batch sizes, and the
+// status the plan reports. Pure functions; the reconciler feeds them from its caches.
+import type { Condition } from "../runtime/object.js";
+import { setCondition } from "../runtime/object.js";
+import {
+  CONDITIONS,
+  MAX_PROBLEMS,
+  type LabelSelector,
+  type MigrationPlan,
+  type MigrationPlanStatus,
+  type ServiceProblem,
+  type TargetPhase,
+} from "./api.js";
+import type { PlanSettings, Service } from "./service.js";
+
+export function matchesSelector(selector: LabelSelector | undefined, labels: Record<string, string> = {}): boolean {
+  if (!selector) return true;
+  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) if (labels[key] !== value) return false;
+  for (const req of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, req.key);
+    const value = labels[req.key];
+    switch (req.operator) {
+      case "In":
+        if (!has || !(req.values ?? []).includes(value ?? "")) return false;
+        break;
+      case "NotIn":
+        if (has && (req.values ?? []).includes(value ?? "")) return false;
+        break;
+      case "Exists":
+        if (!has) return false;
+        break;
+      case "DoesNotExist":
+        if (has) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+/** Whether a plan selects a Service; `namespaceLabels` are the labels of the Service's namespace. */
+export function selects(
+  plan: MigrationPlan,
+  svc: Service,
+  namespaceLabels: Record<string, string> | undefined,
+): boolean {
+  const sel = plan.spec.selector ?? {};
+  const ns = svc.metadata.namespace ?? "";
+  const named = sel.namespaces ?? [];
+  if (named.length > 0 && !named.includes(ns)) return false;
+  if (named.length === 0 && ns === "kube-system") return false;
+  if ((sel.excludeNamespaces ?? []).includes(ns)) return false;
+  if (sel.namespaceSelector && !matchesSelector(sel.namespaceSelector, namespaceLabels ?? {})) return false;
+  return matchesSelector(sel.serviceSelector, svc.metadata.labels ?? {});
+}
+
+/** Of the plans that select a Service, the oldest keeps it (then by name, for a stable answer). */
+export function owningPlan(plans: MigrationPlan[]): MigrationPlan | undefined {
+  return [...plans].sort((a, b) => {
+    const ta = a.metadata.creationTimestamp ?? "";
+    const tb = b.metadata.creationTimestamp ?? "";
+    return ta < tb ? -1 : ta > tb ? 1 : a.metadata.name.localeCompare(b.metadata.name);
+  })[0];
+}
+
+export function settingsOf(plan: MigrationPlan): PlanSettings {
+  return {
+    plan: plan.metadata.name,
+    planGeneration: plan.metadata.generation ?? 0,
+    target: plan.spec.targetPhase ?? "Audit",
+    dualStackPolicy: plan.spec.dualStack?.ipFamilyPolicy ?? "PreferDualStack",
+    requireIPv6Endpoints: plan.spec.ipv6Only?.requireIPv6Endpoints ?? true,
+    allowLoadBalancerRecreate: plan.spec.ipv6Only?.allowLoadBalancerRecreate ?? false,
+  };
+}
+
+/** batchSize as a count: an integer, or a percentage of the selected Services rounded up (at least 1). */
+export function batchSizeOf(batchSize: number | string | undefined, selected: number): number {
+  if (batchSize === undefined) return 10;
+  if (typeof batchSize === "number") return Math.max(1, Math.floor(batchSize));
+  const percent = /^(\d+)%$/.exec(batchSize);
+  if (!percent) throw new Error(`spec.rollout.batchSize "${batchSize}" is neither an integer nor a percentage`);
+  return Math.max(1, Math.ceil((selected * Number(percent[1])) / 100));
+}
+
+/** Go's time.ParseDuration for the units a pause needs: "30s", "1m30s", "500ms", "1.5h". */
+export function parseDuration(value: string | undefined, fallbackMs = 30_000): number {
+  if (value === undefined || value === "") return fallbackMs;
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = value;
+  while (rest.length > 0) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    if (!m) throw new Error(`spec.rollout.pauseBetweenBatches "${value}" is not a duration such as 30s or 1m30s`);
+    total += Number(m[1]) * (units[m[2] ?? "s"] ?? 1000);
+    rest = rest.slice(m[0].length);
+  }
+  return total;
+}
+
+export const PHASE_ORDER: Record<TargetPhase, number> = { Audit: 0, DualStack: 1, IPv6Only: 2 };
+
+export interface Tally {
+  selected: number;
+  ipv4Only: number;
+  dualStack: number;
+  ipv6Only: number;
+  atTarget: number;
+  skipped: number;
+  skippedByReason: Record<string, number>;
+  blocked: number;
+  failed: number;
+  drifted: number;
+  /** Services with a write still to make (moving or waiting for the next batch). */
+  pending: number;
+  problems: ServiceProblem[];
+}
+
+export function emptyTally(): Tally {
+  return {
+    selected: 0,
+    ipv4Only: 0,
+    dualStack: 0,
+    ipv6Only: 0,
+    atTarget: 0,
+    skipped: 0,
+    skippedByReason: {},
+    blocked: 0,
+    failed: 0,
+    drifted: 0,
+    pending: 0,
+    problems: [],
+  };
+}
+
+export interface StatusInput {
+  plan: MigrationPlan;
+  tally: Tally;
+  clusterDualStackCapable: { status: boolean | undefined; message: string };
+  /** Set when only a person can fix it. */
+  stalled?: { reason: string; message: string };
+  batch?: MigrationPlanStatus["currentBatch"];
+  now: () => string;
+}
+
+/** The whole status, following kstatus: Ready, Reconciling and Stalled, each with observedGeneration. */
+export function computeStatus(input: StatusInput): MigrationPlanStatus {
+  const { plan, tally, stalled } = input;
+  const generation = plan.metadata.generation ?? 0;
+  const target = plan.spec.targetPhase ?? "Audit";
+  const suspended = plan.spec.suspend === true;
+  const done = tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
+  const reachedTarget = tally.pending === 0;
+  let conditions: Condition[] = plan.status?.conditions ?? [];
+  const set = (type: string, status: boolean, reason: string, message: string) => {
+    conditions = setCondition(
+      conditions,
+      { type, status: status ? "True" : "False", reason, message, observedGeneration: generation },
+      input.now,
+    );
+  };
+
+  const counts = `${tally.atTarget + tally.skipped}/${tally.selected} at target (${tally.skipped} skipped, ${tally.blocked} blocked, ${tally.failed} failed, ${tally.drifted} drifted)`;
+  let phase: string;
+  if (stalled) phase = "Stalled";
+  else if (suspended) phase = "Suspended";
+  else if (done) phase = target === "Audit" ? "Audited" : target;
+  else if (tally.pending === 0) phase = "Blocked";
+  else if (target === "Audit") phase = "RollingBack";
+  else phase = target === "DualStack" ? "MigratingToDualStack" : "MigratingToIPv6Only";
+
+  if (stalled) {
+    set(CONDITIONS.stalled, true, stalled.reason, stalled.message);
+    set(CONDITIONS.reconciling, false, stalled.reason, "stopped until the problem is fixed");
+    set(CONDITIONS.ready, false, stalled.reason, stalled.message);
+  } else {
+    set(CONDITIONS.stalled, false, "NotStalled", "no problem that needs a person");
+    if (suspended) {
+      set(CONDITIONS.reconciling, false, "Suspended", "spec.suspend is true: no Service is changed");
+      set(CONDITIONS.ready, done, done ? "AtTarget" : "Suspended", counts);
+    } else if (done) {
+      set(CONDITIONS.reconciling, false, "AtTarget", counts);
+      set(CONDITIONS.ready, true, "AtTarget", counts);
+    } else {
+      const reason =
+        tally.pending > 0 ? "Progressing" : tally.blocked > 0 ? "ServicesBlocked" : "ServicesNeedAttention";
+      set(CONDITIONS.reconciling, true, reason, counts);
+      set(CONDITIONS.ready, false, reason, counts);
+    }
+  }
+  const capable = input.clusterDualStackCapable;
+  if (capable.status !== undefined) {
+    set(
+      CONDITIONS.clusterDualStackCapable,
+      capable.status,
+      capable.status ? "IPv6RangeFound" : "NoIPv6ServiceRange",
+      capable.message,
+    );
+  }
+  set(CONDITIONS.audited, true, "Classified", `${tally.selected} Services selected and classified`);
+  const atLeast = (phase: TargetPhase) => PHASE_ORDER[target] >= PHASE_ORDER[phase];
+  set(
+    CONDITIONS.dualStackComplete,
+    atLeast("DualStack") && reachedTarget && !stalled,
+    atLeast("DualStack") ? (reachedTarget ? "Complete" : "InProgress") : "NotTargeted",
+    atLeast("DualStack") ? counts : `targetPhase is ${target}`,
+  );
+  set(
+    CONDITIONS.ipv6OnlyComplete,
+    target === "IPv6Only" && reachedTarget && !stalled,
+    target === "IPv6Only" ? (reachedTarget ? "Complete" : "InProgress") : "NotTargeted",
+    target === "IPv6Only" ? counts : `targetPhase is ${target}`,
+  );
+
+  const problems = [...tally.problems].sort((a, b) =>
+    `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
+  );
+  return {
+    observedGeneration: generation,
+    phase,
+    progress: `${tally.atTarget + tally.skipped}/${tally.selected}`,
+    summary: {
+      selected: tally.selected,
+      ipv4Only: tally.ipv4Only,
+      dualStack: tally.dualStack,
+      ipv6Only: tally.ipv6Only,
+      atTarget: tally.atTarget,
+      skipped: tally.skipped,
+      skippedByReason: tally.skippedByReason,
+      blocked: tally.blocked,
+      failed: tally.failed,
+      drifted: tally.drifted,
+    },
+    ...(input.batch ? { currentBatch: input.batch } : {}),
+    problems: problems.slice(0, MAX_PROBLEMS),
+    ...(problems.length > MAX_PROBLEMS ? { problemsTruncated: problems.length - MAX_PROBLEMS } : {}),
+    conditions,
+  };
+}
+
+/** Equality by content (the server sorts object keys), so a status write happens only when something changed. */
+export function sameStatus(a: MigrationPlanStatus | undefined, b: MigrationPlanStatus): boolean {
+  return canonicalJSON(a ?? {}) === canonicalJSON(b);
+}
+
+export function canonicalJSON(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}

@@ -1,0 +1,425 @@
+// The MigrationPlan reconciler: reads the caches, asks src/migration what each selected Service becomes next,
+// makes the writes of one batch, and writes the plan's status (at most once per reconcile, and only on change).
+import { isForbidden, SERVICES, type KubeClient, ApiError, isConflict, isNotFound } from "../runtime/client.js";
+import type { Clock } from "../runtime/clock.js";
+import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
+import type { EventRecorder, ObjectReference } from "../runtime/events.js";
+import type { Informer } from "../runtime/informer.js";
+import { errorMessage, type Logger } from "../runtime/log.js";
+import { keyOf, type KubeObject } from "../runtime/object.js";
+import {
+  FIELD_MANAGER,
+  GROUP,
+  HOLD_ANNOTATION,
+  MIGRATION_PLANS,
+  STATE_LABEL,
+  VERSION,
+  type MigrationPlan,
+  type MigrationPlanStatus,
+} from "../migration/api.js";
+import {
+  batchSizeOf,
+  computeStatus,
+  emptyTally,
+  owningPlan,
+  parseDuration,
+  sameStatus,
+  selects,
+  settingsOf,
+  type Tally,
+} from "../migration/plan.js";
+import { decide, familyState, type Decision, type Hold, type Service } from "../migration/service.js";
+import { ServiceWriter, WriteFailure } from "./service-writer.js";
+
+export type Namespace = KubeObject;
+
+/** EndpointSlice trimmed to what the gates read. */
+export interface EndpointSlice extends KubeObject {
+  addressType: string;
+  readyEndpoints: number;
+  nodeNames: string[];
+}
+
+export interface ServiceCIDR extends KubeObject {
+  spec: { cidrs?: string[] };
+}
+
+export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
+
+export interface Caches {
+  plans: Informer<MigrationPlan>;
+  services: Informer<Service>;
+  namespaces: Informer<Namespace>;
+  endpointSlices: Informer<EndpointSlice>;
+  serviceCIDRs: Informer<ServiceCIDR>;
+}
+
+const CONCURRENCY = 8;
+
+interface Planned {
+  svc: Service;
+  decision: Decision;
+}
+
+export class MigrationPlanReconciler implements Reconciler {
+  private readonly writer: ServiceWriter;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly caches: Caches,
+    private readonly events: EventRecorder,
+    private readonly log: Logger,
+    private readonly clock: Clock,
+  ) {
+    this.writer = new ServiceWriter(client, log);
+  }
+
+  /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
+  plansFor(svc: Service): string[] {
+    const nsLabels = this.namespaceLabels(svc.metadata.namespace ?? "");
+    const out = new Set<string>();
+    for (const plan of this.caches.plans.store.list()) if (selects(plan, svc, nsLabels)) out.add(plan.metadata.name);
+    const annotated = svc.metadata.annotations?.[`${GROUP}/plan`];
+    if (annotated) out.add(annotated);
+    return [...out];
+  }
+
+  allPlans(): string[] {
+    return this.caches.plans.store.keys();
+  }
+
+  private namespaceLabels(namespace: string): Record<string, string> | undefined {
+    return this.caches.namespaces.store.get(namespace)?.metadata.labels ?? {};
+  }
+
+  private ipv6ReadyEndpoints(svc: Service): number {
+    let ready = 0;
+    for (const slice of this.caches.endpointSlices.store.byIndex("service", keyOf(svc))) {
+      if (slice.addressType === "IPv6") ready += slice.readyEndpoints;
+    }
+    return ready;
+  }
+
+  private clusterIPv6Range(): { status: boolean; message: string } {
+    const cidrs = this.caches.serviceCIDRs.store.list().flatMap((c) => c.spec.cidrs ?? []);
+    const v6 = cidrs.filter((c) => c.includes(":"));
+    return v6.length > 0
+      ? { status: true, message: `IPv6 Service range ${v6.join(", ")} (ServiceCIDR)` }
+      : {
+          status: false,
+          message: `the cluster's Service ranges (${cidrs.join(", ") || "none found"}) have no IPv6 range`,
+        };
+  }
+
+  async reconcile(name: string): Promise<ReconcileResult> {
+    const plan = this.caches.plans.store.get(name);
+    if (!plan || plan.metadata.deletionTimestamp) return undefined;
+    const settings = settingsOf(plan);
+    const ref = planRef(plan);
+
+    let batchSize: number;
+    let pauseMs: number;
+    try {
+      pauseMs = parseDuration(plan.spec.rollout?.pauseBetweenBatches);
+      batchSizeOf(plan.spec.rollout?.batchSize, 1);
+      batchSize = 0;
+    } catch (err) {
+      return this.finish(plan, emptyTally(), { reason: "InvalidSpec", message: errorMessage(err) });
+    }
+
+    // Classify every selected Service from the cache: no GET per Service.
+    const plans = this.caches.plans.store.list();
+    const tally = emptyTally();
+    const moves: Planned[] = [];
+    for (const svc of this.caches.services.store.list()) {
+      const nsLabels = this.namespaceLabels(svc.metadata.namespace ?? "");
+      if (!selects(plan, svc, nsLabels)) continue;
+      const claimants = plans.filter((p) => selects(p, svc, nsLabels));
+      const owner = owningPlan(claimants);
+      tally.selected++;
+      if (owner && owner.metadata.name !== plan.metadata.name) {
+        count(tally.skippedByReason, "ClaimedByOlderPlan");
+        tally.skipped++;
+        tally.problems.push(
+          problem(
+            svc,
+            "Conflict",
+            "ClaimedByOlderPlan",
+            `also selected by the older plan ${owner.metadata.name}, which keeps it`,
+          ),
+        );
+        continue;
+      }
+      const decision = decide(svc, settings, { ipv6ReadyEndpoints: this.ipv6ReadyEndpoints(svc) });
+      this.account(tally, svc, decision);
+      if (decision.action === "patch" || decision.action === "cutover" || decision.action === "resume") {
+        moves.push({ svc, decision });
+      }
+      if (decision.action === "hold" && !svc.metadata.annotations?.[HOLD_ANNOTATION]) {
+        // First sight of drift: record it on the Service (metadata only; the spec is left as the other manager set it).
+        moves.push({ svc, decision });
+      }
+    }
+    batchSize = batchSizeOf(plan.spec.rollout?.batchSize, tally.selected);
+
+    // In-flight cutovers are always finished, even when suspended or stalled: never leave a Service ExternalName.
+    const resumes = moves.filter((m) => m.decision.action === "resume");
+    const capable = this.clusterIPv6Range();
+    let stalled: { reason: string; message: string } | undefined;
+    if (settings.target !== "Audit" && !capable.status) {
+      stalled = { reason: "NoIPv6ServiceRange", message: `${capable.message}; no Service was changed` };
+    }
+    const failedHolds = tally.failed;
+    if (!stalled && failedHolds > (plan.spec.rollout?.maxFailures ?? 0)) {
+      stalled = {
+        reason: "MaxFailuresReached",
+        message: `${failedHolds} Services failed, more than spec.rollout.maxFailures (${plan.spec.rollout?.maxFailures ?? 0})`,
+      };
+    }
+
+    let candidates = stalled || plan.spec.suspend ? resumes : moves;
+    let batch = plan.status?.currentBatch;
+    let requeueAfterMs: number | undefined;
+    const holdsToRecord = candidates.filter((m) => m.decision.action === "hold");
+    const realMoves = candidates.filter((m) => m.decision.action !== "hold");
+    if (realMoves.length > 0 && !stalled && !plan.spec.suspend) {
+      const sinceLast = batch?.finishedAt ? this.clock.now() - Date.parse(batch.finishedAt) : Infinity;
+      const waiting = batch?.finishedAt && sinceLast < pauseMs && realMoves.some((m) => m.decision.action !== "resume");
+      if (waiting) {
+        candidates = [...resumes, ...holdsToRecord];
+        requeueAfterMs = pauseMs - sinceLast;
+      } else {
+        candidates = [...realMoves.sort(byKey).slice(0, batchSize), ...holdsToRecord];
+      }
+    }
+
+    if (candidates.length > 0) {
+      const moving = candidates.filter((m) => m.decision.action !== "hold");
+      const startedAt = new Date(this.clock.now()).toISOString();
+      if (moving.length > 0) {
+        batch = { number: (batch?.number ?? 0) + 1, size: moving.length, startedAt };
+        this.events.event(
+          ref,
+          "Normal",
+          "BatchStarted",
+          `batch ${batch.number}: ${moving.length} Services towards ${settings.target}`,
+        );
+      }
+      const outcome = await this.runBatch(plan, candidates, tally);
+      if (outcome.stalled) stalled = outcome.stalled;
+      if (moving.length > 0 && batch) {
+        batch = { ...batch, finishedAt: new Date(this.clock.now()).toISOString() };
+        this.events.event(
+          ref,
+          "Normal",
+          "BatchFinished",
+          `batch ${batch.number}: ${outcome.moved} moved, ${outcome.failed} failed`,
+        );
+        if (tally.pending > 0) requeueAfterMs = pauseMs;
+      }
+    }
+    return this.finish(plan, tally, stalled, batch, capable, requeueAfterMs);
+  }
+
+  private account(tally: Tally, svc: Service, decision: Decision): void {
+    const state = familyState(svc.spec);
+    if (state === "ipv4-only") tally.ipv4Only++;
+    else if (state === "dual-stack") tally.dualStack++;
+    else if (state === "ipv6-only") tally.ipv6Only++;
+    switch (decision.action) {
+      case "none":
+        tally.atTarget++;
+        break;
+      case "skip":
+        tally.skipped++;
+        count(tally.skippedByReason, decision.reason);
+        break;
+      case "block":
+        tally.blocked++;
+        tally.problems.push(problem(svc, "Blocked", decision.reason, decision.message));
+        break;
+      case "hold":
+        if (decision.hold.kind === "Drifted") tally.drifted++;
+        else tally.failed++;
+        tally.problems.push(problem(svc, decision.hold.kind, decision.hold.reason, holdMessage(decision.hold)));
+        break;
+      default:
+        tally.pending++;
+    }
+  }
+
+  private async runBatch(
+    plan: MigrationPlan,
+    batch: Planned[],
+    tally: Tally,
+  ): Promise<{ moved: number; failed: number; stalled?: { reason: string; message: string } }> {
+    let moved = 0;
+    let failed = 0;
+    let stalled: { reason: string; message: string } | undefined;
+    const queue = [...batch];
+    const work = async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        if (stalled) return;
+        const { svc, decision } = next;
+        try {
+          const done = await this.apply(plan, svc, decision);
+          if (done) {
+            moved++;
+            tally.pending--;
+            tally.atTarget++;
+          }
+        } catch (err) {
+          if (isConflict(err) || isNotFound(err)) continue; // the cache was behind: the next reconcile sees the change
+          if (isForbidden(err)) {
+            const e = err as ApiError;
+            stalled = { reason: "Forbidden", message: `${e.verb} ${e.path} was forbidden: ${e.status.message ?? ""}` };
+            this.events.event(planRef(plan), "Warning", "Forbidden", stalled.message);
+            return;
+          }
+          failed++;
+          tally.pending--;
+          tally.failed++;
+          const reason =
+            err instanceof WriteFailure
+              ? err.reason
+              : err instanceof ApiError
+                ? err.reason || "WriteRefused"
+                : "WriteFailed";
+          const message = errorMessage(err);
+          tally.problems.push(problem(svc, "Failed", reason, message));
+          this.events.event(planRef(plan), "Warning", "ServiceFailed", `${keyOf(svc)}: ${message}`);
+          this.events.event(serviceRef(svc), "Warning", "MigrationFailed", message);
+          await this.recordHold(svc, {
+            kind: "Failed",
+            generation: svc.metadata.generation ?? 0,
+            planGeneration: plan.metadata.generation ?? 0,
+            reason,
+            message: message.slice(0, 512),
+          });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, batch.length) }, work));
+    return { moved, failed, stalled };
+  }
+
+  /** Makes the writes of one decision; true when the Service reached its next state. */
+  private async apply(plan: MigrationPlan, svc: Service, decision: Decision): Promise<boolean> {
+    const before = describeIPs(svc);
+    let result;
+    switch (decision.action) {
+      case "patch":
+        result = await this.writer.patchInPlace(svc, decision.patch, decision.expect);
+        break;
+      case "cutover":
+        result = await this.writer.cutover(svc, decision.toExternalName, decision.record);
+        break;
+      case "resume":
+        this.log.info("finishing an interrupted cutover", { service: keyOf(svc) });
+        result = await this.writer.resume(svc, decision.record);
+        break;
+      case "hold":
+        await this.recordHold(svc, decision.hold);
+        this.events.event(planRef(plan), "Warning", "ServiceDrifted", `${keyOf(svc)}: ${holdMessage(decision.hold)}`);
+        this.events.event(serviceRef(svc), "Warning", "Drifted", holdMessage(decision.hold));
+        return false;
+      default:
+        return false;
+    }
+    const after = describeIPs(result.service);
+    this.events.event(serviceRef(result.service), "Normal", "Migrated", `${before} -> ${after}`);
+    if (result.warning) this.events.event(serviceRef(result.service), "Warning", "AddressNotKept", result.warning);
+    this.log.info("service migrated", { service: keyOf(svc), from: before, to: after, plan: plan.metadata.name });
+    return true;
+  }
+
+  private async recordHold(svc: Service, hold: Hold): Promise<void> {
+    try {
+      await this.client.patch(
+        SERVICES,
+        svc.metadata.namespace,
+        svc.metadata.name,
+        {
+          metadata: {
+            labels: { [STATE_LABEL]: hold.kind === "Drifted" ? "drifted" : "failed" },
+            annotations: { [HOLD_ANNOTATION]: JSON.stringify(hold) },
+          },
+        },
+        "merge",
+        { fieldManager: FIELD_MANAGER },
+      );
+    } catch (err) {
+      this.log.warn("could not record the hold on the Service", { service: keyOf(svc), error: errorMessage(err) });
+    }
+  }
+
+  private async finish(
+    plan: MigrationPlan,
+    tally: Tally,
+    stalled?: { reason: string; message: string },
+    batch?: MigrationPlanStatus["currentBatch"],
+    capable?: { status: boolean; message: string },
+    requeueAfterMs?: number,
+  ): Promise<ReconcileResult> {
+    const status = computeStatus({
+      plan,
+      tally,
+      stalled,
+      batch,
+      clusterDualStackCapable: capable ?? { status: undefined, message: "" },
+      now: () => new Date(this.clock.now()).toISOString(),
+    });
+    if (!sameStatus(plan.status, status)) {
+      if (stalled && plan.status?.phase !== "Stalled") {
+        this.events.event(planRef(plan), "Warning", "Stalled", `${stalled.reason}: ${stalled.message}`);
+      }
+      await this.client.patch(MIGRATION_PLANS, undefined, plan.metadata.name, { status }, "merge", {
+        subresource: "status",
+        fieldManager: FIELD_MANAGER,
+      });
+    }
+    return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(0, requeueAfterMs) } : undefined;
+  }
+}
+
+function byKey(a: Planned, b: Planned): number {
+  return keyOf(a.svc).localeCompare(keyOf(b.svc));
+}
+
+function count(map: Record<string, number>, key: string): void {
+  map[key] = (map[key] ?? 0) + 1;
+}
+
+function problem(svc: Service, state: "Blocked" | "Failed" | "Drifted" | "Conflict", reason: string, message: string) {
+  return { namespace: svc.metadata.namespace ?? "", name: svc.metadata.name, state, reason, message };
+}
+
+function holdMessage(hold: Hold): string {
+  return hold.kind === "Drifted"
+    ? `changed back by ${hold.manager ?? "an unknown field manager"}: ${hold.message}; not retried until the Service or the plan changes`
+    : `${hold.message}; not retried until the Service or the plan changes`;
+}
+
+function describeIPs(svc: Service): string {
+  const families = svc.spec.ipFamilies ?? [];
+  return `${svc.spec.type ?? "ClusterIP"} ${familyState(svc.spec)} [${families.join(",")}] clusterIPs=${JSON.stringify(svc.spec.clusterIPs ?? [])}`;
+}
+
+export function planRef(plan: MigrationPlan): ObjectReference {
+  return {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: "MigrationPlan",
+    name: plan.metadata.name,
+    uid: plan.metadata.uid,
+  };
+}
+
+function serviceRef(svc: Service): ObjectReference {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    name: svc.metadata.name,
+    namespace: svc.metadata.namespace,
+    uid: svc.metadata.uid,
+  };
+}

@@ -1,0 +1,186 @@
+// An event recorder (core/v1 Events, which `kubectl describe` shows) that aggregates repeats like client-go's
+// EventCorrelator: an identical event bumps count and lastTimestamp on the existing Event instead of creating
+// another, those bumps are coalesced to one write per interval, and a per-object token bucket caps the rest,
+// so a hot reconcile loop can't flood etcd.
+import { randomBytes } from "node:crypto";
+import { core, isNotFound, type KubeClient } from "./client.js";
+import { realClock, type Clock } from "./clock.js";
+import { errorMessage, silentLogger, type Logger } from "./log.js";
+
+export const EVENTS = core("events", "Event");
+
+export interface ObjectReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+}
+
+export type EventType = "Normal" | "Warning";
+
+interface Aggregate {
+  name: string;
+  namespace: string;
+  count: number;
+  written: number;
+  lastWriteAt: number;
+  flush?: ReturnType<Clock["setTimeout"]>;
+}
+
+interface Bucket {
+  tokens: number;
+  updatedAt: number;
+}
+
+export interface EventRecorderOptions {
+  component: string;
+  /** Namespace for events about cluster-scoped objects. */
+  defaultNamespace?: string;
+  clock?: Clock;
+  logger?: Logger;
+  /** At most one write per repeated event in this interval. */
+  coalesceMs?: number;
+  /** client-go's spam filter: burst 25, one more token every 5 minutes, per involved object. */
+  burst?: number;
+  refillMs?: number;
+  maxTracked?: number;
+}
+
+export class EventRecorder {
+  private readonly aggregates = new Map<string, Aggregate>();
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly options: Required<Omit<EventRecorderOptions, "clock" | "logger">>;
+  private pending = new Set<Promise<void>>();
+  /** Events not written because of the spam filter, for tests and metrics. */
+  dropped = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    options: EventRecorderOptions,
+  ) {
+    this.clock = options.clock ?? realClock;
+    this.log = options.logger ?? silentLogger;
+    this.options = {
+      component: options.component,
+      defaultNamespace: options.defaultNamespace ?? "default",
+      coalesceMs: options.coalesceMs ?? 10_000,
+      burst: options.burst ?? 25,
+      refillMs: options.refillMs ?? 300_000,
+      maxTracked: options.maxTracked ?? 4096,
+    };
+  }
+
+  /** Fire and forget: an event that can't be written is logged, never thrown into the reconcile. */
+  event(object: ObjectReference, type: EventType, reason: string, message: string): void {
+    const key = [object.uid ?? `${object.namespace ?? ""}/${object.name}`, type, reason, message].join("\u0000");
+    const now = this.clock.now();
+    const existing = this.aggregates.get(key);
+    if (existing) {
+      existing.count++;
+      if (existing.flush === undefined) {
+        const wait = Math.max(0, existing.lastWriteAt + this.options.coalesceMs - now);
+        existing.flush = this.clock.setTimeout(() => {
+          existing.flush = undefined;
+          this.track(this.bump(key, existing));
+        }, wait);
+      }
+      return;
+    }
+    if (!this.takeToken(object.uid ?? object.name, now)) {
+      this.dropped++;
+      return;
+    }
+    const namespace = object.namespace ?? this.options.defaultNamespace;
+    const name = `${object.name}.${Date.now().toString(16)}${randomBytes(2).toString("hex")}`;
+    const aggregate: Aggregate = { name, namespace, count: 1, written: 0, lastWriteAt: now };
+    this.remember(key, aggregate);
+    const timestamp = new Date(now).toISOString();
+    this.track(
+      this.client
+        .create(EVENTS, namespace, {
+          metadata: { name, namespace },
+          involvedObject: object,
+          type,
+          reason,
+          message: message.slice(0, 1024),
+          source: { component: this.options.component },
+          reportingComponent: this.options.component,
+          reportingInstance: this.options.component,
+          firstTimestamp: timestamp,
+          lastTimestamp: timestamp,
+          count: 1,
+        })
+        .then(() => {
+          aggregate.written = 1;
+        }),
+    );
+  }
+
+  private async bump(key: string, aggregate: Aggregate): Promise<void> {
+    if (aggregate.written === aggregate.count) return;
+    aggregate.lastWriteAt = this.clock.now();
+    const count = aggregate.count;
+    try {
+      await this.client.patch(
+        EVENTS,
+        aggregate.namespace,
+        aggregate.name,
+        { count, lastTimestamp: new Date(aggregate.lastWriteAt).toISOString() },
+        "merge",
+      );
+      aggregate.written = count;
+    } catch (err) {
+      // The Event expired (TTL) or was deleted: forget it so the next occurrence creates a fresh one.
+      if (isNotFound(err)) this.aggregates.delete(key);
+      else throw err;
+    }
+  }
+
+  private takeToken(objectKey: string, now: number): boolean {
+    let bucket = this.buckets.get(objectKey);
+    if (!bucket) {
+      bucket = { tokens: this.options.burst, updatedAt: now };
+      this.buckets.set(objectKey, bucket);
+    }
+    const refill = Math.floor((now - bucket.updatedAt) / this.options.refillMs);
+    if (refill > 0) {
+      bucket.tokens = Math.min(this.options.burst, bucket.tokens + refill);
+      bucket.updatedAt += refill * this.options.refillMs;
+    }
+    if (bucket.tokens < 1) return false;
+    bucket.tokens--;
+    return true;
+  }
+
+  private remember(key: string, aggregate: Aggregate): void {
+    if (this.aggregates.size >= this.options.maxTracked) {
+      const oldest = this.aggregates.keys().next().value;
+      if (oldest !== undefined) this.aggregates.delete(oldest);
+    }
+    this.aggregates.set(key, aggregate);
+  }
+
+  private track(write: Promise<void>): void {
+    const tracked = write.catch((err: unknown) => {
+      this.log.warn("could not record event", { error: errorMessage(err) });
+    });
+    this.pending.add(tracked);
+    void tracked.finally(() => this.pending.delete(tracked));
+  }
+
+  /** Writes coalesced counts now and waits for every write in flight (on shutdown, and in tests). */
+  async flush(): Promise<void> {
+    for (const [key, aggregate] of this.aggregates) {
+      if (aggregate.flush !== undefined) {
+        this.clock.clearTimeout(aggregate.flush);
+        aggregate.flush = undefined;
+        this.track(this.bump(key, aggregate));
+      }
+    }
+    while (this.pending.size > 0) await Promise.all(this.pending);
+  }
+}

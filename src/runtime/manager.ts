@@ -1,0 +1,194 @@
+// The manager runs what a controller process needs, as controller-runtime's manager does: caches start on every
+// replica (so a standby is warm), controllers start only on the leader, /healthz, /readyz and /metrics are
+// served, and SIGTERM/SIGINT stop taking work, finish in-flight reconciles within a bound and release the lease.
+import http from "node:http";
+import os from "node:os";
+import type { KubeClient } from "./client.js";
+import type { Controller } from "./controller.js";
+import type { Informer } from "./informer.js";
+import { LeaderElector } from "./leaderelection.js";
+import { errorMessage, silentLogger, type Logger } from "./log.js";
+import { Metrics } from "./metrics.js";
+import type { KubeObject } from "./object.js";
+
+export interface ManagerOptions {
+  client: KubeClient;
+  logger?: Logger;
+  metrics?: Metrics;
+  /** host:port, ":8080", or "0" to disable. */
+  metricsBindAddress?: string;
+  healthProbeBindAddress?: string;
+  leaderElection?: { namespace: string; name: string; identity?: string };
+  gracefulShutdownTimeoutMs?: number;
+}
+
+export class Manager {
+  readonly client: KubeClient;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  private readonly options: ManagerOptions;
+  private readonly informers: Informer<KubeObject>[] = [];
+  private readonly controllers: Controller[] = [];
+  private readonly servers: http.Server[] = [];
+  private readonly readyChecks: (() => boolean)[] = [];
+  private elector: LeaderElector | undefined;
+  private stopping: Promise<void> | undefined;
+  private stopped!: () => void;
+  private readonly done = new Promise<void>((resolve) => (this.stopped = resolve));
+  /** Set when leadership was lost: the process must exit non-zero, as controller-runtime does. */
+  lostLeadership = false;
+  /** Addresses actually bound (useful with port 0). */
+  readonly addresses: { metrics?: string; health?: string } = {};
+
+  constructor(options: ManagerOptions) {
+    this.options = options;
+    this.client = options.client;
+    this.log = options.logger ?? silentLogger;
+    this.metrics = options.metrics ?? new Metrics();
+    this.client.onRequest((verb, resource, code) =>
+      this.metrics.restClientRequests.inc({ method: verb, resource, code: String(code) }),
+    );
+  }
+
+  addInformer<T extends KubeObject>(informer: Informer<T>): Informer<T> {
+    this.informers.push(informer as unknown as Informer<KubeObject>);
+    return informer;
+  }
+
+  addController(controller: Controller): void {
+    this.controllers.push(controller);
+  }
+
+  addReadyCheck(check: () => boolean): void {
+    this.readyChecks.push(check);
+  }
+
+  ready(): boolean {
+    return this.informers.every((i) => i.hasSynced()) && this.readyChecks.every((c) => c());
+  }
+
+  /** Starts everything and resolves once the manager has stopped (after a signal or stop()). */
+  async run(signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT"]): Promise<void> {
+    const onSignal = (signal: NodeJS.Signals) => {
+      this.log.info("signal received, shutting down", { signal });
+      void this.stop();
+    };
+    for (const s of signals) process.once(s, onSignal);
+    try {
+      await this.startServers();
+      for (const informer of this.informers) informer.start();
+      const le = this.options.leaderElection;
+      if (le) {
+        this.metrics.leaderElectionStatus.set({ name: le.name }, 0);
+        this.elector = new LeaderElector({
+          client: this.client,
+          namespace: le.namespace,
+          name: le.name,
+          identity: le.identity ?? `${os.hostname()}_${process.pid}`,
+          logger: this.log,
+          onStartedLeading: () => {
+            this.log.info("became leader", { lease: `${le.namespace}/${le.name}` });
+            this.metrics.leaderElectionStatus.set({ name: le.name }, 1);
+            this.startControllers();
+          },
+          onStoppedLeading: () => {
+            this.metrics.leaderElectionStatus.set({ name: le.name }, 0);
+            if (this.stopping) return;
+            this.log.error("leader election lost");
+            this.lostLeadership = true;
+            void this.stop();
+          },
+        });
+        void this.elector.run().catch((err: unknown) => {
+          this.log.error("leader election failed", { error: errorMessage(err) });
+          this.lostLeadership = true;
+          void this.stop();
+        });
+      } else {
+        this.startControllers();
+      }
+      await this.done;
+    } finally {
+      for (const s of signals) process.removeListener(s, onSignal);
+    }
+  }
+
+  private startControllers(): void {
+    for (const controller of this.controllers) {
+      void controller.start().catch((err: unknown) => {
+        this.log.error("controller failed to start", { controller: controller.name, error: errorMessage(err) });
+      });
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const timeout = this.options.gracefulShutdownTimeoutMs ?? 30_000;
+      await Promise.all(this.controllers.map((c) => c.shutdown(timeout)));
+      try {
+        await this.elector?.release();
+      } catch (err) {
+        this.log.warn("could not release the leader lease", { error: errorMessage(err) });
+      }
+      await Promise.all(this.informers.map((i) => i.stop()));
+      await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      this.log.info("stopped");
+      this.stopped();
+    })();
+    return this.stopping;
+  }
+
+  private async startServers(): Promise<void> {
+    const { metricsBindAddress = ":8080", healthProbeBindAddress = ":8081" } = this.options;
+    if (metricsBindAddress !== "0") {
+      this.addresses.metrics = await this.listen(metricsBindAddress, async (req, res) => {
+        if (req.url?.split("?")[0] !== "/metrics") return notFound(res);
+        res.writeHead(200, { "content-type": this.metrics.registry.contentType });
+        res.end(await this.metrics.registry.metrics());
+      });
+    }
+    if (healthProbeBindAddress !== "0") {
+      this.addresses.health = await this.listen(healthProbeBindAddress, (req, res) => {
+        const route = req.url?.split("?")[0];
+        if (route === "/healthz") return text(res, 200, "ok");
+        if (route === "/readyz") return this.ready() ? text(res, 200, "ok") : text(res, 503, "caches not synced");
+        notFound(res);
+      });
+    }
+  }
+
+  private listen(
+    address: string,
+    handler: (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>,
+  ): Promise<string> {
+    const { host, port } = parseBindAddress(address);
+    const server = http.createServer((req, res) => {
+      Promise.resolve(handler(req, res)).catch((err: unknown) => text(res, 500, errorMessage(err)));
+    });
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        const bound = server.address();
+        resolve(typeof bound === "object" && bound ? `${bound.address}:${bound.port}` : address);
+      });
+    });
+  }
+}
+
+/** kubebuilder's bind address forms: ":8080", "127.0.0.1:8080", "[::1]:8080". */
+export function parseBindAddress(address: string): { host: string | undefined; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
+  if (!match) throw new Error(`invalid bind address "${address}": use host:port, :port or 0`);
+  const host = match[1] ?? match[2];
+  return { host: host ? host : undefined, port: Number(match[3]) };
+}
+
+function text(res: http.ServerResponse, code: number, body: string): void {
+  res.writeHead(code, { "content-type": "text/plain" });
+  res.end(body);
+}
+
+function notFound(res: http.ServerResponse): void {
+  text(res, 404, "not found");
+}

@@ -1,0 +1,274 @@
+// The migration engine through `ipv6-migrate operator` on a real control plane: every Service shape through
+// Audit -> DualStack -> IPv6Only -> Audit, the IPv4-only trap, and a crash between the two writes of a cutover.
+import assert from "node:assert/strict";
+import {
+  CUTOVER_ANNOTATION,
+  MIGRATION_PLANS,
+  STATE_LABEL,
+  type MigrationPlan,
+  type TargetPhase,
+} from "../../src/migration/api.js";
+import { restorableSpec, type Service } from "../../src/migration/service.js";
+import { ENDPOINT_SLICES, SERVICES, type KubeClient } from "../../src/runtime/client.js";
+import { WRITE_VERBS } from "../../src/testenv/controlplane.js";
+import { createNamespace, createService, eventually, useControlPlane, type ServiceObject } from "../helpers.js";
+import { OperatorProcess, getPlan, installCRD, waitForCondition } from "../operator.js";
+
+const NS = "shop";
+const OPERATOR_USER = { name: "operator", groups: ["system:masters"] };
+
+/** The estate: every shape the engine classifies. */
+function estate(): ServiceObject[] {
+  const port = (extra = {}) => [{ name: "http", port: 80, targetPort: 8080, ...extra }];
+  return [
+    {
+      metadata: { name: "web", labels: { app: "web", tier: "front" } },
+      spec: { selector: { app: "web" }, ports: port() },
+    },
+    {
+      metadata: { name: "nodeport", annotations: { owner: "team-a" } },
+      spec: {
+        type: "NodePort",
+        selector: { app: "np" },
+        ports: port({ nodePort: 30081 }),
+        externalTrafficPolicy: "Local",
+      },
+    },
+    { metadata: { name: "headless" }, spec: { clusterIP: "None", selector: { app: "db" }, ports: port() } },
+    { metadata: { name: "headless-manual" }, spec: { clusterIP: "None", ports: port() } },
+    { metadata: { name: "external" }, spec: { type: "ExternalName", externalName: "example.invalid" } },
+    { metadata: { name: "lb" }, spec: { type: "LoadBalancer", selector: { app: "lb" }, ports: port() } },
+    { metadata: { name: "manual" }, spec: { ports: port() } },
+    { metadata: { name: "waiting" }, spec: { selector: { app: "no-v6-yet" }, ports: port() } },
+  ];
+}
+
+async function ipv6Slice(client: KubeClient, service: string, address: string): Promise<void> {
+  await client.create(ENDPOINT_SLICES, NS, {
+    metadata: { name: `${service}-v6`, labels: { "kubernetes.io/service-name": service } },
+    addressType: "IPv6",
+    endpoints: [{ addresses: [address], conditions: { ready: true } }],
+    ports: [{ name: "http", port: 8080, protocol: "TCP" }],
+  });
+}
+
+async function services(client: KubeClient): Promise<Map<string, Service>> {
+  const list = await client.list<Service>(SERVICES, NS);
+  return new Map(list.items.map((s) => [s.metadata.name, s]));
+}
+
+function setTarget(client: KubeClient, name: string, target: TargetPhase, extra: Record<string, unknown> = {}) {
+  return client.patch(MIGRATION_PLANS, undefined, name, { spec: { targetPhase: target, ...extra } }, "merge");
+}
+
+function operatorWrites(
+  env: { cp: { auditEvents(u?: string): { verb: string; requestURI: string; objectRef?: { resource?: string } }[] } },
+  resource: string,
+): number {
+  return env.cp
+    .auditEvents(OPERATOR_USER.name)
+    .filter((e) => WRITE_VERBS.has(e.verb) && e.objectRef?.resource === resource && !e.requestURI.includes("dryRun"))
+    .length;
+}
+
+describe("migration engine on a dual-stack cluster", function () {
+  const env = useControlPlane({ families: "dual", users: [OPERATOR_USER] });
+  let operator: OperatorProcess;
+  const original = new Map<string, Service>();
+
+  before(async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, NS);
+    for (const svc of estate()) original.set(svc.metadata.name, (await createService(env.client, NS, svc)) as Service);
+    for (const [svc, ip] of [
+      ["web", "fd00:1::1"],
+      ["nodeport", "fd00:1::2"],
+      ["headless", "fd00:1::3"],
+      ["lb", "fd00:1::4"],
+      ["manual", "fd00:1::5"],
+    ] as const) {
+      await ipv6Slice(env.client, svc, ip);
+    }
+    operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+  });
+
+  after(async () => {
+    await operator?.stop("SIGKILL");
+  });
+
+  it("Audit classifies every shape and changes nothing", async () => {
+    await env.client.create(MIGRATION_PLANS, undefined, {
+      apiVersion: "ipv6migration.io/v1alpha1",
+      kind: "MigrationPlan",
+      metadata: { name: "shop" },
+      spec: { selector: { namespaces: [NS] }, rollout: { batchSize: "100%", pauseBetweenBatches: "0s" } },
+    });
+    const plan = await waitForCondition(env.client, "shop", "Ready");
+    assert.equal(plan.status?.summary?.selected, 8);
+    assert.equal(plan.status?.summary?.ipv4Only, 6, "ClusterIP, NodePort, LB, 2 headless, selector-less");
+    assert.equal(plan.status?.phase, "Audited");
+    assert.equal(operatorWrites(env, "services"), 0);
+  });
+
+  it("DualStack adds IPv6 beside every IPv4 ClusterIP and keeps the primary", async () => {
+    await setTarget(env.client, "shop", "DualStack");
+    const plan = await waitForCondition(env.client, "shop", "DualStackComplete");
+    await waitForCondition(env.client, "shop", "Ready");
+    const now = await services(env.client);
+    for (const name of ["web", "nodeport", "lb", "manual", "waiting"]) {
+      const svc = now.get(name)!;
+      assert.deepEqual(svc.spec.ipFamilies, ["IPv4", "IPv6"], name);
+      assert.equal(svc.spec.clusterIPs?.[0], original.get(name)!.spec.clusterIP, `${name} keeps its IPv4 ClusterIP`);
+      assert.equal(svc.metadata.labels?.[STATE_LABEL], "dual-stack");
+    }
+    assert.deepEqual(now.get("headless")!.spec.ipFamilies, ["IPv4", "IPv6"]);
+    assert.equal(now.get("external")!.spec.type, "ExternalName");
+    assert.equal(plan.status?.summary?.skippedByReason?.ExternalName, 1);
+  });
+
+  it("IPv6Only cuts over each shape, keeps UIDs, nodePorts and the IPv6 address, and blocks what must wait", async () => {
+    const dual = await services(env.client);
+    await setTarget(env.client, "shop", "IPv6Only");
+    await eventually(async () => {
+      const plan = await getPlan(env.client, "shop");
+      return plan.status?.observedGeneration === plan.metadata.generation && plan.status?.phase === "Blocked"
+        ? plan
+        : undefined;
+    }, "only blocked Services left");
+    const now = await services(env.client);
+    for (const name of ["web", "nodeport", "headless", "manual"]) {
+      const svc = now.get(name)!;
+      assert.deepEqual(svc.spec.ipFamilies, ["IPv6"], name);
+      assert.equal(svc.spec.ipFamilyPolicy, "SingleStack");
+      assert.equal(svc.metadata.uid, original.get(name)!.metadata.uid, `${name} keeps its UID`);
+      assert.equal(svc.metadata.annotations?.[CUTOVER_ANNOTATION], undefined);
+    }
+    for (const name of ["web", "nodeport", "manual"]) {
+      assert.equal(
+        now.get(name)!.spec.clusterIP,
+        dual.get(name)!.spec.clusterIPs?.[1],
+        `${name} keeps its IPv6 address`,
+      );
+    }
+    assert.equal(now.get("nodeport")!.spec.ports?.[0]?.nodePort, 30081);
+    assert.equal(now.get("nodeport")!.spec.externalTrafficPolicy, "Local");
+    assert.equal(now.get("nodeport")!.metadata.annotations?.owner, "team-a");
+    assert.equal(now.get("web")!.metadata.labels?.tier, "front");
+    const plan = await getPlan(env.client, "shop");
+    const problems = new Map(plan.status?.problems?.map((p) => [p.name, p]));
+    assert.equal(problems.get("lb")?.reason, "LoadBalancerRecreateNotAllowed");
+    assert.equal(problems.get("waiting")?.reason, "WaitingForIPv6Endpoints");
+    assert.equal(problems.get("headless-manual"), undefined);
+    assert.equal(plan.status?.summary?.skippedByReason?.SelectorlessWithoutIPv6Endpoints, 1, "headless-manual");
+    assert.equal(now.get("lb")!.spec.type, "LoadBalancer");
+  });
+
+  it("a blocked Service moves by itself once its reason goes away", async () => {
+    await ipv6Slice(env.client, "waiting", "fd00:1::9");
+    await eventually(async () => {
+      const svc = (await services(env.client)).get("waiting")!;
+      return svc.spec.ipFamilies?.[0] === "IPv6" ? svc : undefined;
+    }, "the waiting Service to move");
+  });
+
+  it("lowering to Audit restores every Service's original spec exactly", async () => {
+    await setTarget(env.client, "shop", "Audit");
+    await waitForCondition(env.client, "shop", "Ready");
+    const now = await services(env.client);
+    for (const [name, before] of original) {
+      const svc = now.get(name)!;
+      assert.deepEqual(restorableSpec(svc.spec), restorableSpec(before.spec), `${name} spec`);
+      assert.deepEqual(svc.metadata.labels ?? {}, before.metadata.labels ?? {}, `${name} labels`);
+      assert.deepEqual(svc.metadata.annotations ?? {}, before.metadata.annotations ?? {}, `${name} annotations`);
+      assert.equal(svc.metadata.uid, before.metadata.uid);
+    }
+  });
+
+  it("writes nothing at steady state", async () => {
+    const before = operatorWrites(env, "services") + operatorWrites(env, "migrationplans");
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(operatorWrites(env, "services") + operatorWrites(env, "migrationplans"), before);
+  });
+
+  it("kubectl get mplan shows the printer columns, and kubectl wait returns when Ready", async () => {
+    const get = await env.cp.kubectl(["get", "mplan", "shop"]);
+    assert.equal(get.code, 0, get.stderr);
+    assert.match(get.stdout, /NAME\s+TARGET\s+PHASE\s+PROGRESS\s+READY\s+AGE/);
+    assert.match(get.stdout, /shop\s+Audit\s+Audited\s+\d+\/8\s+True/);
+    const wait = await env.cp.kubectl(["wait", "--for=condition=Ready", "mplan/shop", "--timeout=30s"]);
+    assert.equal(wait.code, 0, wait.stderr);
+  });
+});
+
+describe("migration engine on an IPv4-only cluster", function () {
+  const env = useControlPlane({ families: "ipv4", users: [OPERATOR_USER] });
+  let operator: OperatorProcess;
+
+  before(async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, NS);
+    for (const svc of estate()) await createService(env.client, NS, svc);
+    operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+  });
+
+  after(async () => {
+    await operator?.stop("SIGKILL");
+  });
+
+  it("a DualStack plan is Stalled with a clear message and no Service is written", async () => {
+    await env.client.create(MIGRATION_PLANS, undefined, {
+      metadata: { name: "v4" },
+      spec: { targetPhase: "DualStack", selector: { namespaces: [NS] } },
+      apiVersion: "ipv6migration.io/v1alpha1",
+      kind: "MigrationPlan",
+    });
+    const plan: MigrationPlan = await waitForCondition(env.client, "v4", "Stalled");
+    const stalled = plan.status?.conditions?.find((c) => c.type === "Stalled");
+    assert.equal(stalled?.reason, "NoIPv6ServiceRange");
+    assert.match(stalled?.message ?? "", /no IPv6 range/);
+    assert.equal(plan.status?.phase, "Stalled");
+    assert.equal(operatorWrites(env, "services"), 0);
+  });
+});
+
+describe("migration engine: a crash between the two writes of a cutover", function () {
+  const env = useControlPlane({ families: "dual", users: [OPERATOR_USER] });
+
+  before(async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, NS);
+  });
+
+  it("the restarted operator finishes the cutover; nothing is lost or left ExternalName", async () => {
+    const created = (await createService(env.client, NS, {
+      metadata: { name: "crash", labels: { app: "crash" } },
+      spec: { type: "NodePort", selector: { app: "crash" }, ports: [{ port: 80, targetPort: 80, nodePort: 30099 }] },
+    })) as Service;
+    await ipv6Slice(env.client, "crash", "fd00:1::7");
+    await env.client.create(MIGRATION_PLANS, undefined, {
+      apiVersion: "ipv6migration.io/v1alpha1",
+      kind: "MigrationPlan",
+      metadata: { name: "crash" },
+      spec: { targetPhase: "IPv6Only", selector: { namespaces: [NS] } },
+    });
+    const first = new OperatorProcess(env.cp, OPERATOR_USER.name).start({
+      IPV6MIG_TEST_HOOK: "kill-after:externalname",
+    });
+    assert.equal(await first.exit, -1, "killed itself by SIGKILL after the first write");
+    const mid = await env.client.get<Service>(SERVICES, NS, "crash");
+    assert.equal(mid.spec.type, "ExternalName", "stopped between the two writes");
+    assert.ok(mid.metadata.annotations?.[CUTOVER_ANNOTATION], "the record travels with the Service");
+    const second = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+    try {
+      await waitForCondition(env.client, "crash", "IPv6OnlyComplete");
+      const done = await env.client.get<Service>(SERVICES, NS, "crash");
+      assert.equal(done.spec.type, "NodePort");
+      assert.deepEqual(done.spec.ipFamilies, ["IPv6"]);
+      assert.equal(done.spec.ports?.[0]?.nodePort, 30099);
+      assert.equal(done.metadata.uid, created.metadata.uid);
+      assert.equal(done.metadata.annotations?.[CUTOVER_ANNOTATION], undefined);
+    } finally {
+      await second.stop("SIGKILL");
+    }
+  });
+});
