@@ -93,8 +93,11 @@ describe("controller runtime", function () {
 
       const before = await env.client.get<Lease>(LEASES, "le", "counting-operator");
       assert.equal(before.spec.holderIdentity, leader);
-      procs[leader].kill("SIGKILL");
-      const lastRenew = Date.parse(before.spec.renewTime ?? "");
+      procs[leader]?.kill("SIGKILL");
+      // Read after the kill: no renewal can follow, so this is the leader's last one.
+      const killed = await env.client.get<Lease>(LEASES, "le", "counting-operator");
+      assert.equal(killed.spec.holderIdentity, leader);
+      const lastRenew = Date.parse(killed.spec.renewTime ?? "");
       const after = await eventually(async () => {
         const lease = await env.client.get<Lease>(LEASES, "le", "counting-operator");
         return lease.spec.holderIdentity === standby ? lease : undefined;
