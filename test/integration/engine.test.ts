@@ -272,3 +272,80 @@ describe("migration engine: a crash between the two writes of a cutover", functi
     }
   });
 });
+
+describe("migration engine: drift from another field manager", function () {
+  const env = useControlPlane({ families: "dual", users: [OPERATOR_USER] });
+  let operator: OperatorProcess;
+
+  before(async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, NS);
+    operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+  });
+
+  after(async () => {
+    await operator?.stop("SIGKILL");
+  });
+
+  it("a Service reverted by server-side apply is reported by manager name and not fought", async () => {
+    const created = (await createService(env.client, NS, {
+      metadata: { name: "gitops", labels: { app: "gitops" } },
+      spec: { selector: { app: "gitops" }, ports: [{ port: 80, targetPort: 80 }] },
+    })) as Service;
+    await env.client.create(MIGRATION_PLANS, undefined, {
+      apiVersion: "ipv6migration.io/v1alpha1",
+      kind: "MigrationPlan",
+      metadata: { name: "drift" },
+      spec: { targetPhase: "DualStack", selector: { namespaces: [NS] } },
+    });
+    await waitForCondition(env.client, "drift", "DualStackComplete");
+    // A GitOps controller applies the spec it has in Git, with force.
+    await env.client.patch(
+      SERVICES,
+      NS,
+      "gitops",
+      {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "gitops", namespace: NS },
+        spec: {
+          selector: { app: "gitops" },
+          ports: [{ port: 80, targetPort: 80, protocol: "TCP" }],
+          ipFamilyPolicy: "SingleStack",
+          ipFamilies: ["IPv4"],
+          clusterIPs: [created.spec.clusterIP],
+        },
+      },
+      "apply",
+      { fieldManager: "kustomize-controller", force: true },
+    );
+    const writesAtRevert = operatorWrites(env, "services");
+    const plan = await eventually(async () => {
+      const p = await getPlan(env.client, "drift");
+      return p.status?.problems?.some((x) => x.name === "gitops" && x.state === "Drifted") ? p : undefined;
+    }, "the drift to be reported");
+    const drifted = plan.status?.problems?.find((x) => x.name === "gitops");
+    assert.match(drifted?.message ?? "", /kustomize-controller/);
+    assert.equal(plan.status?.summary?.drifted, 1);
+    const events = await env.cp.kubectl([
+      "get",
+      "events",
+      "-n",
+      NS,
+      "--field-selector",
+      "reason=Drifted",
+      "-o",
+      "json",
+    ]);
+    assert.match(events.stdout, /kustomize-controller/);
+    await new Promise((r) => setTimeout(r, 3000));
+    const svc = await env.client.get<Service>(SERVICES, NS, "gitops");
+    assert.deepEqual(svc.spec.ipFamilies, ["IPv4"], "left as the other manager set it");
+    assert.equal(svc.metadata.labels?.[STATE_LABEL], "drifted");
+    assert.equal(operatorWrites(env, "services") - writesAtRevert, 1, "one write: the drift record, never the spec");
+  });
+
+  it("exits 0 on SIGTERM after a graceful stop", async () => {
+    assert.equal(await operator.stop("SIGTERM"), 0);
+  });
+});
