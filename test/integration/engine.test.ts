@@ -349,3 +349,20 @@ describe("migration engine: drift from another field manager", function () {
     assert.equal(await operator.stop("SIGTERM"), 0);
   });
 });
+
+describe("ipv6-migrate operator: start-up errors", function () {
+  const env = useControlPlane({ families: "ipv4", users: [OPERATOR_USER] });
+
+  it("exits non-zero with a clear message when the CRD is not installed", async () => {
+    const op = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+    assert.equal(await op.exit, 1);
+    assert.match(op.output, /MigrationPlan CRD .* is not installed/);
+  });
+
+  it("exits non-zero with a clear message when the credentials are refused", async () => {
+    env.cp.user(OPERATOR_USER.name).token = "not-a-valid-token";
+    const op = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+    assert.equal(await op.exit, 1);
+    assert.match(op.output, /refused the credentials \(401/);
+  });
+});
