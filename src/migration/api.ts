@@ -58,22 +58,25 @@ export interface ServiceProblem {
   message: string;
 }
 
+/** Counts over the selected Services. */
+export interface PlanSummary {
+  selected: number;
+  ipv4Only: number;
+  dualStack: number;
+  ipv6Only: number;
+  atTarget: number;
+  skipped: number;
+  skippedByReason?: Record<string, number>;
+  blocked: number;
+  failed: number;
+  drifted: number;
+}
+
 export interface MigrationPlanStatus {
   observedGeneration?: number;
   phase?: string;
   progress?: string;
-  summary?: {
-    selected: number;
-    ipv4Only: number;
-    dualStack: number;
-    ipv6Only: number;
-    atTarget: number;
-    skipped: number;
-    skippedByReason?: Record<string, number>;
-    blocked: number;
-    failed: number;
-    drifted: number;
-  };
+  summary?: PlanSummary;
   currentBatch?: { number: number; size: number; startedAt?: string; finishedAt?: string };
   problems?: ServiceProblem[];
   problemsTruncated?: number;

@@ -8,6 +8,7 @@ import {
   type LabelSelector,
   type MigrationPlan,
   type MigrationPlanStatus,
+  type PlanSummary,
   type ServiceProblem,
   type TargetPhase,
 } from "./api.js";
@@ -99,17 +100,7 @@ export function parseDuration(value: string | undefined, fallbackMs = 30_000): n
 
 export const PHASE_ORDER: Record<TargetPhase, number> = { Audit: 0, DualStack: 1, IPv6Only: 2 };
 
-export interface Tally {
-  selected: number;
-  ipv4Only: number;
-  dualStack: number;
-  ipv6Only: number;
-  atTarget: number;
-  skipped: number;
-  skippedByReason: Record<string, number>;
-  blocked: number;
-  failed: number;
-  drifted: number;
+export interface Tally extends Required<PlanSummary> {
   /** Services with a write still to make (moving or waiting for the next batch). */
   pending: number;
   problems: ServiceProblem[];

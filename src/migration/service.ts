@@ -193,22 +193,7 @@ function stateOfFamilies(families: readonly IPFamily[]): ServiceState {
 /** The fields of a spec this operator may change, so that a restore can put back exactly these. */
 export function restorableSpec(spec: ServiceSpec): ServiceSpec {
   const out: Record<string, unknown> = {};
-  for (const field of [
-    "type",
-    "clusterIP",
-    "clusterIPs",
-    "ipFamilies",
-    "ipFamilyPolicy",
-    "ports",
-    "externalTrafficPolicy",
-    "internalTrafficPolicy",
-    "healthCheckNodePort",
-    "allocateLoadBalancerNodePorts",
-    "loadBalancerClass",
-    "loadBalancerSourceRanges",
-    "loadBalancerIP",
-    "externalName",
-  ] as const) {
+  for (const field of ["type", ...FIELDS_NULLED_FOR_EXTERNAL_NAME, "ports", "externalName"] as const) {
     if (spec[field] !== undefined) out[field] = structuredClone(spec[field]);
   }
   return out;
