@@ -86,7 +86,11 @@ export function clusterIPOf(spec: ServiceSpec, family: IPFamily): string | undef
 }
 
 export function familyOfIP(ip: string): IPFamily {
-  return ipaddr.parse(ip).kind() === "ipv6" ? "IPv6" : "IPv4";
+  // Kubernetes (Go's net.IP.To4) counts an IPv4-mapped address (::ffff:a.b.c.d) as IPv4. ipaddr.js also reads
+  // the IPv4-compatible form ::a.b.c.d as mapped, which Go does not, hence the check on the text.
+  const parsed = ipaddr.parse(ip);
+  if (parsed.kind() === "ipv4") return "IPv4";
+  return (parsed as ipaddr.IPv6).isIPv4MappedAddress() && /ffff/i.test(ip) ? "IPv4" : "IPv6";
 }
 
 /** What the plan wants of one Service, from its original spec. */
