@@ -366,3 +366,98 @@ describe("ipv6-migrate operator: start-up errors", function () {
     assert.match(op.output, /refused the credentials \(401/);
   });
 });
+
+describe("migration engine: the other transitions", function () {
+  const env = useControlPlane({ families: "dual", users: [OPERATOR_USER] });
+  let operator: OperatorProcess;
+  const original = new Map<string, Service>();
+  const NS2 = "paths";
+
+  const list = async () =>
+    new Map((await env.client.list<Service>(SERVICES, NS2)).items.map((s) => [s.metadata.name, s] as const));
+
+  before(async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, NS2);
+    const port = [{ name: "http", port: 80, targetPort: 8080 }];
+    for (const svc of [
+      { metadata: { name: "web" }, spec: { selector: { app: "web" }, ports: port } },
+      { metadata: { name: "np" }, spec: { type: "NodePort", selector: { app: "np" }, ports: port } },
+      {
+        metadata: { name: "lb" },
+        spec: { type: "LoadBalancer", selector: { app: "lb" }, ports: port, externalTrafficPolicy: "Local" },
+      },
+      { metadata: { name: "hl" }, spec: { clusterIP: "None", selector: { app: "hl" }, ports: port } },
+    ] as ServiceObject[]) {
+      original.set(svc.metadata.name, (await createService(env.client, NS2, svc)) as Service);
+      await env.client.create(ENDPOINT_SLICES, NS2, {
+        metadata: { name: `${svc.metadata.name}-v6`, labels: { "kubernetes.io/service-name": svc.metadata.name } },
+        addressType: "IPv6",
+        endpoints: [{ addresses: ["fd00:2::1"], conditions: { ready: true } }],
+        ports: [{ name: "http", port: 8080, protocol: "TCP" }],
+      });
+    }
+    operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+  });
+
+  after(async () => {
+    await operator?.stop("SIGKILL");
+  });
+
+  it("Audit -> IPv6Only directly, LoadBalancer included when allowed, keeping nodePorts", async () => {
+    await env.client.create(MIGRATION_PLANS, undefined, {
+      apiVersion: "ipv6migration.io/v1alpha1",
+      kind: "MigrationPlan",
+      metadata: { name: "paths" },
+      spec: {
+        targetPhase: "IPv6Only",
+        selector: { namespaces: [NS2] },
+        ipv6Only: { allowLoadBalancerRecreate: true },
+        rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
+      },
+    });
+    await waitForCondition(env.client, "paths", "IPv6OnlyComplete");
+    await waitForCondition(env.client, "paths", "Ready");
+    const now = await list();
+    for (const [name, svc] of now) {
+      assert.deepEqual(svc.spec.ipFamilies, ["IPv6"], name);
+      assert.equal(svc.metadata.uid, original.get(name)!.metadata.uid, name);
+      assert.equal(svc.spec.type, original.get(name)!.spec.type, name);
+    }
+    for (const name of ["np", "lb"]) {
+      assert.equal(now.get(name)!.spec.ports?.[0]?.nodePort, original.get(name)!.spec.ports?.[0]?.nodePort, name);
+    }
+    assert.equal(now.get("lb")!.spec.externalTrafficPolicy, "Local");
+    assert.equal(now.get("lb")!.spec.healthCheckNodePort, original.get("lb")!.spec.healthCheckNodePort);
+  });
+
+  it("IPv6Only -> DualStack re-requests the original IPv4 ClusterIP as primary and keeps the IPv6 one", async () => {
+    const v6 = await list();
+    await setTarget(env.client, "paths", "DualStack");
+    await eventually(async () => {
+      const plan = await getPlan(env.client, "paths");
+      const c = plan.status?.conditions?.find((x) => x.type === "DualStackComplete");
+      return plan.status?.observedGeneration === plan.metadata.generation && c?.status === "True" ? plan : undefined;
+    }, "DualStackComplete after the rollback");
+    const now = await list();
+    for (const name of ["web", "np", "lb"]) {
+      const svc = now.get(name)!;
+      assert.deepEqual(svc.spec.ipFamilies, ["IPv4", "IPv6"], name);
+      assert.equal(svc.spec.clusterIPs?.[0], original.get(name)!.spec.clusterIP, `${name}: original IPv4`);
+      assert.equal(svc.spec.clusterIPs?.[1], v6.get(name)!.spec.clusterIP, `${name}: IPv6 kept`);
+    }
+    assert.deepEqual(now.get("hl")!.spec.ipFamilies, ["IPv4", "IPv6"]);
+  });
+
+  it("DualStack -> Audit restores the original spec exactly, and removes every trace of the operator", async () => {
+    await setTarget(env.client, "paths", "Audit");
+    await waitForCondition(env.client, "paths", "Ready");
+    const now = await list();
+    for (const [name, before] of original) {
+      const svc = now.get(name)!;
+      assert.deepEqual(restorableSpec(svc.spec), restorableSpec(before.spec), name);
+      assert.deepEqual(svc.metadata.annotations ?? {}, before.metadata.annotations ?? {}, name);
+      assert.deepEqual(svc.metadata.labels ?? {}, before.metadata.labels ?? {}, name);
+    }
+  });
+});
