@@ -54,12 +54,19 @@ export function selects(
   return matchesSelector(sel.serviceSelector, svc.metadata.labels ?? {});
 }
 
-/** Of the plans that select a Service, the oldest keeps it (then by name, for a stable answer). */
-export function owningPlan(plans: MigrationPlan[]): MigrationPlan | undefined {
+/**
+ * Of the plans that select a Service, the oldest keeps it. creationTimestamp has one-second resolution, so on a
+ * tie the plan already managing the Service (`manager`, from its annotation) keeps it, then the first by name.
+ */
+export function owningPlan(plans: MigrationPlan[], manager?: string): MigrationPlan | undefined {
   return [...plans].sort((a, b) => {
     const ta = a.metadata.creationTimestamp ?? "";
     const tb = b.metadata.creationTimestamp ?? "";
-    return ta < tb ? -1 : ta > tb ? 1 : a.metadata.name.localeCompare(b.metadata.name);
+    if (ta !== tb) return ta < tb ? -1 : 1;
+    if (manager && (a.metadata.name === manager) !== (b.metadata.name === manager)) {
+      return a.metadata.name === manager ? -1 : 1;
+    }
+    return a.metadata.name.localeCompare(b.metadata.name);
   })[0];
 }
 

@@ -12,6 +12,7 @@ import {
   GROUP,
   HOLD_ANNOTATION,
   MIGRATION_PLANS,
+  PLAN_ANNOTATION,
   STATE_LABEL,
   VERSION,
   type MigrationPlan,
@@ -55,6 +56,9 @@ export interface Caches {
 }
 
 const CONCURRENCY = 8;
+const STALL_RETRY_MS = 60_000;
+
+type Stall = { reason: string; message: string };
 
 interface Planned {
   svc: Service;
@@ -63,6 +67,16 @@ interface Planned {
 
 export class MigrationPlanReconciler implements Reconciler {
   private readonly writer: ServiceWriter;
+  /**
+   * The status this process last wrote, per plan UID. The plan cache can lag behind our own status write, and a
+   * reconcile in that window must still see the last batch (for the pause) and not write the same status again.
+   */
+  private readonly written = new Map<string, { generation: number; status: MigrationPlanStatus }>();
+  /**
+   * A stall found by a write (Forbidden) holds until the plan changes, or until a retry after STALL_RETRY_MS
+   * succeeds: without this the next reconcile, which makes no write during the pause, would report it cleared.
+   */
+  private readonly stalls = new Map<string, { generation: number; stalled: Stall; until: number }>();
 
   constructor(
     private readonly client: KubeClient,
@@ -79,7 +93,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const nsLabels = this.namespaceLabels(svc.metadata.namespace ?? "");
     const out = new Set<string>();
     for (const plan of this.caches.plans.store.list()) if (selects(plan, svc, nsLabels)) out.add(plan.metadata.name);
-    const annotated = svc.metadata.annotations?.[`${GROUP}/plan`];
+    const annotated = svc.metadata.annotations?.[PLAN_ANNOTATION];
     if (annotated) out.add(annotated);
     return [...out];
   }
@@ -112,8 +126,12 @@ export class MigrationPlanReconciler implements Reconciler {
   }
 
   async reconcile(name: string): Promise<ReconcileResult> {
-    const plan = this.caches.plans.store.get(name);
-    if (!plan || plan.metadata.deletionTimestamp) return undefined;
+    const cached = this.caches.plans.store.get(name);
+    if (!cached || cached.metadata.deletionTimestamp) {
+      if (cached?.metadata.uid) this.written.delete(cached.metadata.uid);
+      return undefined;
+    }
+    const plan = this.withLastWrittenStatus(cached);
     const settings = settingsOf(plan);
     const ref = planRef(plan);
 
@@ -135,7 +153,7 @@ export class MigrationPlanReconciler implements Reconciler {
       const nsLabels = this.namespaceLabels(svc.metadata.namespace ?? "");
       if (!selects(plan, svc, nsLabels)) continue;
       const claimants = plans.filter((p) => selects(p, svc, nsLabels));
-      const owner = owningPlan(claimants);
+      const owner = owningPlan(claimants, svc.metadata.annotations?.[PLAN_ANNOTATION]);
       tally.selected++;
       if (owner && owner.metadata.name !== plan.metadata.name) {
         count(tally.skippedByReason, "ClaimedByOlderPlan");
@@ -165,7 +183,7 @@ export class MigrationPlanReconciler implements Reconciler {
     // In-flight cutovers are always finished, even when suspended or stalled: never leave a Service ExternalName.
     const resumes = moves.filter((m) => m.decision.action === "resume");
     const capable = this.clusterIPv6Range();
-    let stalled: { reason: string; message: string } | undefined;
+    let stalled: Stall | undefined;
     if (settings.target !== "Audit" && !capable.status) {
       stalled = { reason: "NoIPv6ServiceRange", message: `${capable.message}; no Service was changed` };
     }
@@ -177,9 +195,20 @@ export class MigrationPlanReconciler implements Reconciler {
       };
     }
 
+    const uid = plan.metadata.uid ?? "";
+    const heldStall = this.stalls.get(uid);
+    let requeueAfterMs: number | undefined;
+    if (!stalled && heldStall && heldStall.generation === settings.planGeneration) {
+      if (this.clock.now() < heldStall.until) {
+        stalled = heldStall.stalled;
+        requeueAfterMs = heldStall.until - this.clock.now();
+      }
+    } else if (heldStall) {
+      this.stalls.delete(uid);
+    }
+
     let candidates = stalled || plan.spec.suspend ? resumes : moves;
     let batch = plan.status?.currentBatch;
-    let requeueAfterMs: number | undefined;
     const holdsToRecord = candidates.filter((m) => m.decision.action === "hold");
     const realMoves = candidates.filter((m) => m.decision.action !== "hold");
     if (realMoves.length > 0 && !stalled && !plan.spec.suspend) {
@@ -206,7 +235,17 @@ export class MigrationPlanReconciler implements Reconciler {
         );
       }
       const outcome = await this.runBatch(plan, candidates, tally);
-      if (outcome.stalled) stalled = outcome.stalled;
+      if (outcome.stalled) {
+        stalled = outcome.stalled;
+        this.stalls.set(uid, {
+          generation: settings.planGeneration,
+          stalled,
+          until: this.clock.now() + STALL_RETRY_MS,
+        });
+        requeueAfterMs = STALL_RETRY_MS;
+      } else if (outcome.moved > 0) {
+        this.stalls.delete(uid);
+      }
       if (moving.length > 0 && batch) {
         batch = { ...batch, finishedAt: new Date(this.clock.now()).toISOString() };
         this.events.event(
@@ -215,17 +254,23 @@ export class MigrationPlanReconciler implements Reconciler {
           "BatchFinished",
           `batch ${batch.number}: ${outcome.moved} moved, ${outcome.failed} failed`,
         );
-        if (tally.pending > 0) requeueAfterMs = pauseMs;
+        if (tally.pending > 0 && !outcome.stalled) requeueAfterMs = pauseMs;
       }
     }
     return this.finish(plan, tally, stalled, batch, capable, requeueAfterMs);
   }
 
+  /** The cached plan, with the status this process wrote if the cache has not caught up with it yet. */
+  private withLastWrittenStatus(plan: MigrationPlan): MigrationPlan {
+    const last = this.written.get(plan.metadata.uid ?? "");
+    if (!last || last.generation !== (plan.metadata.generation ?? 0)) return plan;
+    const cachedAt = Date.parse(plan.status?.currentBatch?.finishedAt ?? "") || 0;
+    const writtenAt = Date.parse(last.status.currentBatch?.finishedAt ?? "") || 0;
+    return writtenAt > cachedAt || sameStatus(plan.status, last.status) ? { ...plan, status: last.status } : plan;
+  }
+
   private account(tally: Tally, svc: Service, decision: Decision): void {
-    const state = familyState(svc.spec);
-    if (state === "ipv4-only") tally.ipv4Only++;
-    else if (state === "dual-stack") tally.dualStack++;
-    else if (state === "ipv6-only") tally.ipv6Only++;
+    countFamily(tally, svc, 1);
     switch (decision.action) {
       case "none":
         tally.atTarget++;
@@ -252,21 +297,23 @@ export class MigrationPlanReconciler implements Reconciler {
     plan: MigrationPlan,
     batch: Planned[],
     tally: Tally,
-  ): Promise<{ moved: number; failed: number; stalled?: { reason: string; message: string } }> {
+  ): Promise<{ moved: number; failed: number; stalled?: Stall }> {
     let moved = 0;
     let failed = 0;
-    let stalled: { reason: string; message: string } | undefined;
+    let stalled: Stall | undefined;
     const queue = [...batch];
     const work = async () => {
       for (let next = queue.shift(); next; next = queue.shift()) {
         if (stalled) return;
         const { svc, decision } = next;
         try {
-          const done = await this.apply(plan, svc, decision);
-          if (done) {
+          const updated = await this.apply(plan, svc, decision);
+          if (updated) {
             moved++;
             tally.pending--;
             tally.atTarget++;
+            countFamily(tally, svc, -1);
+            countFamily(tally, updated, 1);
           }
         } catch (err) {
           if (isConflict(err) || isNotFound(err)) continue; // the cache was behind: the next reconcile sees the change
@@ -303,8 +350,8 @@ export class MigrationPlanReconciler implements Reconciler {
     return { moved, failed, stalled };
   }
 
-  /** Makes the writes of one decision; true when the Service reached its next state. */
-  private async apply(plan: MigrationPlan, svc: Service, decision: Decision): Promise<boolean> {
+  /** Makes the writes of one decision; returns the Service when it reached its next state. */
+  private async apply(plan: MigrationPlan, svc: Service, decision: Decision): Promise<Service | undefined> {
     const before = describeIPs(svc);
     let result;
     switch (decision.action) {
@@ -322,15 +369,15 @@ export class MigrationPlanReconciler implements Reconciler {
         await this.recordHold(svc, decision.hold);
         this.events.event(planRef(plan), "Warning", "ServiceDrifted", `${keyOf(svc)}: ${holdMessage(decision.hold)}`);
         this.events.event(serviceRef(svc), "Warning", "Drifted", holdMessage(decision.hold));
-        return false;
+        return undefined;
       default:
-        return false;
+        return undefined;
     }
     const after = describeIPs(result.service);
     this.events.event(serviceRef(result.service), "Normal", "Migrated", `${before} -> ${after}`);
     if (result.warning) this.events.event(serviceRef(result.service), "Warning", "AddressNotKept", result.warning);
     this.log.info("service migrated", { service: keyOf(svc), from: before, to: after, plan: plan.metadata.name });
-    return true;
+    return result.service;
   }
 
   private async recordHold(svc: Service, hold: Hold): Promise<void> {
@@ -356,7 +403,7 @@ export class MigrationPlanReconciler implements Reconciler {
   private async finish(
     plan: MigrationPlan,
     tally: Tally,
-    stalled?: { reason: string; message: string },
+    stalled?: Stall,
     batch?: MigrationPlanStatus["currentBatch"],
     capable?: { status: boolean; message: string },
     requeueAfterMs?: number,
@@ -377,9 +424,17 @@ export class MigrationPlanReconciler implements Reconciler {
         subresource: "status",
         fieldManager: FIELD_MANAGER,
       });
+      this.written.set(plan.metadata.uid ?? "", { generation: plan.metadata.generation ?? 0, status });
     }
     return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(0, requeueAfterMs) } : undefined;
   }
+}
+
+function countFamily(tally: Tally, svc: Service, delta: number): void {
+  const state = familyState(svc.spec);
+  if (state === "ipv4-only") tally.ipv4Only += delta;
+  else if (state === "dual-stack") tally.dualStack += delta;
+  else if (state === "ipv6-only") tally.ipv6Only += delta;
 }
 
 function byKey(a: Planned, b: Planned): number {

@@ -11,7 +11,7 @@ import {
 import { restorableSpec, type Service } from "../../src/migration/service.js";
 import { ENDPOINT_SLICES, SERVICES, type KubeClient } from "../../src/runtime/client.js";
 import { WRITE_VERBS } from "../../src/testenv/controlplane.js";
-import { createNamespace, createService, eventually, useControlPlane, type ServiceObject } from "../helpers.js";
+import { createNamespace, createService, eventually, sleep, useControlPlane, type ServiceObject } from "../helpers.js";
 import { OperatorProcess, getPlan, installCRD, waitForCondition } from "../operator.js";
 
 const NS = "shop";
@@ -459,5 +459,217 @@ describe("migration engine: the other transitions", function () {
       assert.deepEqual(svc.metadata.annotations ?? {}, before.metadata.annotations ?? {}, name);
       assert.deepEqual(svc.metadata.labels ?? {}, before.metadata.labels ?? {}, name);
     }
+  });
+});
+
+describe("migration engine: plan behaviours", function () {
+  const env = useControlPlane({ families: "dual", users: [OPERATOR_USER, { name: "limited" }] });
+  let operator: OperatorProcess;
+
+  const plan = (name: string, namespace: string, spec: Record<string, unknown>) =>
+    env.client.create(MIGRATION_PLANS, undefined, {
+      apiVersion: "ipv6migration.io/v1alpha1",
+      kind: "MigrationPlan",
+      metadata: { name },
+      spec: { selector: { namespaces: [namespace] }, ...spec },
+    });
+
+  async function estateIn(namespace: string, names: string[], labels: Record<string, string> = {}) {
+    await createNamespace(env.client, namespace);
+    for (const name of names) {
+      await createService(env.client, namespace, {
+        metadata: { name, labels },
+        spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 80 }] },
+      });
+    }
+  }
+
+  const families = async (namespace: string) =>
+    Object.fromEntries(
+      (await env.client.list<Service>(SERVICES, namespace)).items.map((s) => [
+        s.metadata.name,
+        s.spec.ipFamilies?.length,
+      ]),
+    );
+
+  before(async () => {
+    await installCRD(env.cp);
+    operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+  });
+
+  after(async () => {
+    await operator?.stop("SIGKILL");
+  });
+
+  it("moves Services in batches of batchSize with the pause between them, counting batches in status", async () => {
+    await estateIn("batches", ["a", "b", "c", "d", "e"]);
+    await plan("batches", "batches", {
+      targetPhase: "DualStack",
+      rollout: { batchSize: 2, pauseBetweenBatches: "1s" },
+    });
+    const done = await waitForCondition(env.client, "batches", "DualStackComplete");
+    assert.equal(done.status?.currentBatch?.number, 3);
+    assert.equal(done.status?.currentBatch?.size, 1);
+    // The server's own record: the Service writes came in three groups, each after the previous batch's pause.
+    const writes = env.cp
+      .auditEvents(OPERATOR_USER.name)
+      .filter((e) => e.verb === "patch" && e.objectRef?.namespace === "batches" && !e.requestURI.includes("dryRun"))
+      .map((e) => Date.parse(e.requestReceivedTimestamp ?? ""))
+      .sort((x, y) => x - y);
+    assert.equal(writes.length, 5);
+    const gaps = writes.slice(1).map((t, i) => t - writes[i]!);
+    assert.equal(
+      gaps.filter((g) => g >= 1000).length,
+      2,
+      `two pauses of at least 1s between batches: ${gaps.join(",")}`,
+    );
+    const events = await env.cp.kubectl([
+      "get",
+      "events",
+      "-A",
+      "--field-selector",
+      "reason=BatchStarted",
+      "-o",
+      "name",
+    ]);
+    assert.equal(events.stdout.trim().split("\n").filter(Boolean).length, 3);
+  });
+
+  it("two plans selecting the same Service: the older keeps it, the newer reports the conflict", async () => {
+    await estateIn("shared", ["s1"]);
+    await plan("older", "shared", { targetPhase: "DualStack", rollout: { pauseBetweenBatches: "0s" } });
+    await waitForCondition(env.client, "older", "DualStackComplete");
+    await sleep(1100); // creationTimestamp has one-second resolution
+    await plan("newer", "shared", { targetPhase: "Audit" });
+    const newer = await eventually(async () => {
+      const p = await getPlan(env.client, "newer");
+      return p.status?.problems?.length ? p : undefined;
+    }, "the conflict to be reported");
+    assert.deepEqual(newer.status?.problems?.[0], {
+      namespace: "shared",
+      name: "s1",
+      state: "Conflict",
+      reason: "ClaimedByOlderPlan",
+      message: "also selected by the older plan older, which keeps it",
+    });
+    assert.deepEqual(await families("shared"), { s1: 2 }, "the newer plan did not roll it back");
+  });
+
+  it("suspend stops all changes; resuming carries on", async () => {
+    await estateIn("paused", ["p1"]);
+    await plan("paused", "paused", { targetPhase: "DualStack", suspend: true });
+    const suspended = await eventually(async () => {
+      const p = await getPlan(env.client, "paused");
+      return p.status?.phase === "Suspended" ? p : undefined;
+    }, "phase Suspended");
+    assert.equal(suspended.status?.conditions?.find((c) => c.type === "Ready")?.status, "False");
+    assert.deepEqual(await families("paused"), { p1: 1 });
+    await env.client.patch(MIGRATION_PLANS, undefined, "paused", { spec: { suspend: false } }, "merge");
+    await waitForCondition(env.client, "paused", "DualStackComplete");
+    assert.deepEqual(await families("paused"), { p1: 2 });
+  });
+
+  it("a write the server refuses fails the Service; maxFailures 0 stalls the plan at the first failure", async () => {
+    // A real refusal: a ValidatingAdmissionPolicy that freezes the family policy of labelled Services.
+    const admission = (resource: string) => ({
+      group: "admissionregistration.k8s.io",
+      version: "v1",
+      resource,
+      kind: "",
+      namespaced: false,
+    });
+    await env.client.create(admission("validatingadmissionpolicies"), undefined, {
+      metadata: { name: "freeze-families" },
+      spec: {
+        failurePolicy: "Fail",
+        matchConstraints: {
+          resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["services"] }],
+        },
+        validations: [
+          {
+            expression:
+              "!has(object.metadata.labels) || !('frozen' in object.metadata.labels) || object.spec.ipFamilyPolicy == oldObject.spec.ipFamilyPolicy",
+            message: "the family policy of a frozen Service may not change",
+          },
+        ],
+      },
+    });
+    await env.client.create(admission("validatingadmissionpolicybindings"), undefined, {
+      metadata: { name: "freeze-families" },
+      spec: { policyName: "freeze-families", validationActions: ["Deny"] },
+    });
+    await estateIn("frozen", ["a-frozen"], { frozen: "yes" });
+    await createService(env.client, "frozen", {
+      metadata: { name: "b-free" },
+      spec: { selector: { app: "b" }, ports: [{ port: 80, targetPort: 80 }] },
+    });
+    // The policy takes a moment to be loaded by the apiserver.
+    await eventually(async () => {
+      try {
+        await env.client.patch(
+          SERVICES,
+          "frozen",
+          "a-frozen",
+          { spec: { ipFamilyPolicy: "PreferDualStack" } },
+          "merge",
+          {
+            dryRun: true,
+          },
+        );
+        return undefined;
+      } catch {
+        return true;
+      }
+    }, "the admission policy to apply");
+    await plan("frozen", "frozen", { targetPhase: "DualStack", rollout: { batchSize: 1, pauseBetweenBatches: "0s" } });
+    const stalled = await waitForCondition(env.client, "frozen", "Stalled");
+    const condition = stalled.status?.conditions?.find((c) => c.type === "Stalled");
+    assert.equal(condition?.reason, "MaxFailuresReached");
+    const failed = stalled.status?.problems?.find((p) => p.name === "a-frozen");
+    assert.equal(failed?.state, "Failed");
+    assert.match(failed?.message ?? "", /frozen Service may not change/);
+    assert.deepEqual(await families("frozen"), { "a-frozen": 1, "b-free": 1 }, "nothing moved after the failure");
+    const svc = await env.client.get<Service>(SERVICES, "frozen", "a-frozen");
+    assert.equal(svc.metadata.labels?.[STATE_LABEL], "failed");
+  });
+
+  it("a Forbidden answer stalls the plan with a condition that names the refused call", async () => {
+    await estateIn("forbidden", ["f1"]);
+    const rbac = (resource: string) => ({
+      group: "rbac.authorization.k8s.io",
+      version: "v1",
+      resource,
+      kind: "",
+      namespaced: false,
+    });
+    // Everything the operator needs except writing Services.
+    await env.client.create(rbac("clusterroles"), undefined, {
+      metadata: { name: "limited" },
+      rules: [
+        { apiGroups: [""], resources: ["services", "namespaces"], verbs: ["get", "list", "watch"] },
+        { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
+        { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
+        { apiGroups: ["networking.k8s.io"], resources: ["servicecidrs"], verbs: ["list", "watch"] },
+        { apiGroups: ["ipv6migration.io"], resources: ["migrationplans"], verbs: ["get", "list", "watch"] },
+        { apiGroups: ["ipv6migration.io"], resources: ["migrationplans/status"], verbs: ["patch"] },
+      ],
+    });
+    await env.client.create(rbac("clusterrolebindings"), undefined, {
+      metadata: { name: "limited" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "limited" },
+      subjects: [{ kind: "User", name: "limited", apiGroup: "rbac.authorization.k8s.io" }],
+    });
+    await operator.stop("SIGTERM");
+    operator = new OperatorProcess(env.cp, "limited").start();
+    await plan("forbidden", "forbidden", { targetPhase: "DualStack" });
+    const stalled = await waitForCondition(env.client, "forbidden", "Stalled");
+    const condition = stalled.status?.conditions?.find((c) => c.type === "Stalled");
+    assert.equal(condition?.reason, "Forbidden");
+    assert.match(condition?.message ?? "", /PATCH \/api\/v1\/namespaces\/forbidden\/services\/f1 was forbidden/);
+    // It stays Stalled (no flapping back to progressing while it waits to retry).
+    await sleep(2000);
+    const later = await getPlan(env.client, "forbidden");
+    assert.equal(later.status?.conditions?.find((c) => c.type === "Stalled")?.status, "True");
+    assert.equal(later.status?.phase, "Stalled");
   });
 });

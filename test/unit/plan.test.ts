@@ -193,6 +193,15 @@ describe("migration/plan: owningPlan", () => {
     assert.equal(owningPlan([...plans].reverse())?.metadata.name, "shop-a");
   });
 
+  it("on a tie the plan already managing the Service keeps it", () => {
+    const t = "2024-01-01T00:00:00Z";
+    const plans = [plan("shop-b", {}, { creationTimestamp: t }), plan("shop-a", {}, { creationTimestamp: t })];
+    assert.equal(owningPlan(plans, "shop-b")?.metadata.name, "shop-b");
+    assert.equal(owningPlan([...plans].reverse(), "shop-b")?.metadata.name, "shop-b");
+    const older = plan("zeta", {}, { creationTimestamp: "2023-01-01T00:00:00Z" });
+    assert.equal(owningPlan([...plans, older], "shop-b")?.metadata.name, "zeta", "age still comes first");
+  });
+
   it("does not reorder its input, and has no owner for no plans", () => {
     const plans = [plan("b", {}, { creationTimestamp: "2024-03-01T00:00:00Z" }), plan("a")];
     owningPlan(plans);
