@@ -517,7 +517,7 @@ describe("migration engine: plan behaviours", function () {
       .map((e) => Date.parse(e.requestReceivedTimestamp ?? ""))
       .sort((x, y) => x - y);
     assert.equal(writes.length, 5);
-    const gaps = writes.slice(1).map((t, i) => t - writes[i]!);
+    const gaps = writes.slice(1).map((t, i) => t - writes[i]);
     assert.equal(
       gaps.filter((g) => g >= 1000).length,
       2,
