@@ -89,7 +89,7 @@ async function operator(args: string[]): Promise<number> {
       namespace = "ipv6-migration-system";
     }
   }
-  const manager = buildOperator({
+  const manager = await buildOperator({
     client,
     logger,
     metricsBindAddress: (flags["metrics-bind-address"] as string | undefined) ?? ":8080",

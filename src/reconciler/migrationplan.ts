@@ -30,6 +30,7 @@ import {
   type Tally,
 } from "../migration/plan.js";
 import { decide, familyState, type Decision, type Hold, type Service } from "../migration/service.js";
+import { capabilityFromRanges, probeIPv6ServiceRange, type Capability } from "./precondition.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 
 export type Namespace = KubeObject;
@@ -52,11 +53,13 @@ export interface Caches {
   services: Informer<Service>;
   namespaces: Informer<Namespace>;
   endpointSlices: Informer<EndpointSlice>;
-  serviceCIDRs: Informer<ServiceCIDR>;
+  /** Absent where the API server does not serve ServiceCIDR (before Kubernetes 1.33). */
+  serviceCIDRs?: Informer<ServiceCIDR>;
 }
 
 const CONCURRENCY = 8;
 const STALL_RETRY_MS = 60_000;
+const PROBE_TTL_MS = 300_000;
 
 type Stall = { reason: string; message: string };
 
@@ -76,6 +79,7 @@ export class MigrationPlanReconciler implements Reconciler {
    * A stall found by a write (Forbidden) holds until the plan changes, or until a retry after STALL_RETRY_MS
    * succeeds: without this the next reconcile, which makes no write during the pause, would report it cleared.
    */
+  private probed: { at: number; capability: Capability } | undefined;
   private readonly stalls = new Map<string, { generation: number; stalled: Stall; until: number }>();
 
   constructor(
@@ -114,15 +118,16 @@ export class MigrationPlanReconciler implements Reconciler {
     return ready;
   }
 
-  private clusterIPv6Range(): { status: boolean; message: string } {
-    const cidrs = this.caches.serviceCIDRs.store.list().flatMap((c) => c.spec.cidrs ?? []);
-    const v6 = cidrs.filter((c) => c.includes(":"));
-    return v6.length > 0
-      ? { status: true, message: `IPv6 Service range ${v6.join(", ")} (ServiceCIDR)` }
-      : {
-          status: false,
-          message: `the cluster's Service ranges (${cidrs.join(", ") || "none found"}) have no IPv6 range`,
-        };
+  /** From the ServiceCIDR cache where that API is served, else from a dry run (remembered for a while). */
+  private async clusterIPv6Range(): Promise<Capability> {
+    if (this.caches.serviceCIDRs) {
+      return capabilityFromRanges(this.caches.serviceCIDRs.store.list().flatMap((c) => c.spec.cidrs ?? []));
+    }
+    const now = this.clock.now();
+    if (!this.probed || now - this.probed.at > PROBE_TTL_MS) {
+      this.probed = { at: now, capability: await probeIPv6ServiceRange(this.client) };
+    }
+    return this.probed.capability;
   }
 
   async reconcile(name: string): Promise<ReconcileResult> {
@@ -182,7 +187,7 @@ export class MigrationPlanReconciler implements Reconciler {
 
     // In-flight cutovers are always finished, even when suspended or stalled: never leave a Service ExternalName.
     const resumes = moves.filter((m) => m.decision.action === "resume");
-    const capable = this.clusterIPv6Range();
+    const capable = await this.clusterIPv6Range();
     let stalled: Stall | undefined;
     if (settings.target !== "Audit" && !capable.status) {
       stalled = { reason: "NoIPv6ServiceRange", message: `${capable.message}; no Service was changed` };
@@ -405,7 +410,7 @@ export class MigrationPlanReconciler implements Reconciler {
     tally: Tally,
     stalled?: Stall,
     batch?: MigrationPlanStatus["currentBatch"],
-    capable?: { status: boolean; message: string },
+    capable?: Capability,
     requeueAfterMs?: number,
   ): Promise<ReconcileResult> {
     const status = computeStatus({

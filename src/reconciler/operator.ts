@@ -23,6 +23,7 @@ import {
   type Namespace,
   type ServiceCIDR,
 } from "./migrationplan.js";
+import { servesServiceCIDRs } from "./precondition.js";
 
 export interface OperatorOptions {
   client: KubeClient;
@@ -72,7 +73,7 @@ const trimMeta = (raw: KubeObject): Namespace => ({
   metadata: { name: raw.metadata.name, resourceVersion: raw.metadata.resourceVersion, labels: raw.metadata.labels },
 });
 
-export function buildOperator(options: OperatorOptions): Manager {
+export async function buildOperator(options: OperatorOptions): Promise<Manager> {
   const { client, logger } = options;
   const manager = new Manager({
     client,
@@ -100,7 +101,10 @@ export function buildOperator(options: OperatorOptions): Manager {
       },
     }),
   );
-  const serviceCIDRs = manager.addInformer(new Informer<ServiceCIDR>(client, SERVICE_CIDRS, { logger }));
+  const serviceCIDRs = (await servesServiceCIDRs(client))
+    ? manager.addInformer(new Informer<ServiceCIDR>(client, SERVICE_CIDRS, { logger }))
+    : undefined;
+  if (!serviceCIDRs) logger.info("ServiceCIDR is not served: the IPv6 precondition is checked with a dry run");
   const events = new EventRecorder(client, { component: "ipv6-migration-operator", logger });
   const reconciler = new MigrationPlanReconciler(
     client,
@@ -119,7 +123,7 @@ export function buildOperator(options: OperatorOptions): Manager {
   controller.watch(plans);
   controller.watch(services, (svc) => reconciler.plansFor(svc));
   controller.watch(namespaces, () => reconciler.allPlans());
-  controller.watch(serviceCIDRs, () => reconciler.allPlans());
+  if (serviceCIDRs) controller.watch(serviceCIDRs, () => reconciler.allPlans());
   controller.watch(endpointSlices, (slice) => {
     const name = slice.metadata.labels?.[SERVICE_NAME_LABEL];
     const svc = name ? services.store.get(`${slice.metadata.namespace ?? ""}/${name}`) : undefined;
