@@ -12,6 +12,7 @@ import {
   GROUP,
   HOLD_ANNOTATION,
   MIGRATION_PLANS,
+  ORIGINAL_ANNOTATION,
   PLAN_ANNOTATION,
   STATE_LABEL,
   VERSION,
@@ -29,7 +30,15 @@ import {
   settingsOf,
   type Tally,
 } from "../migration/plan.js";
-import { decide, familyState, type Decision, type Hold, type Service } from "../migration/service.js";
+import {
+  decide,
+  familyState,
+  originalSpec,
+  restorableSpec,
+  type Decision,
+  type Hold,
+  type Service,
+} from "../migration/service.js";
 import { capabilityFromRanges, probeIPv6ServiceRange, type Capability } from "./precondition.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 
@@ -178,10 +187,11 @@ export class MigrationPlanReconciler implements Reconciler {
       if (decision.action === "patch" || decision.action === "cutover" || decision.action === "resume") {
         moves.push({ svc, decision });
       }
-      if (decision.action === "hold" && !svc.metadata.annotations?.[HOLD_ANNOTATION]) {
-        // First sight of drift: record it on the Service (metadata only; the spec is left as the other manager set it).
+      // First sight of drift or of a gate: record it on the Service, metadata only, so `kubectl get svc -L`
+      // shows it (the spec is left as it is).
+      if (decision.action === "hold" && !svc.metadata.annotations?.[HOLD_ANNOTATION]) moves.push({ svc, decision });
+      if (decision.action === "block" && svc.metadata.labels?.[STATE_LABEL] !== "blocked")
         moves.push({ svc, decision });
-      }
     }
     batchSize = batchSizeOf(plan.spec.rollout?.batchSize, tally.selected);
 
@@ -214,8 +224,8 @@ export class MigrationPlanReconciler implements Reconciler {
 
     let candidates = stalled || plan.spec.suspend ? resumes : moves;
     let batch = plan.status?.currentBatch;
-    const holdsToRecord = candidates.filter((m) => m.decision.action === "hold");
-    const realMoves = candidates.filter((m) => m.decision.action !== "hold");
+    const holdsToRecord = candidates.filter((m) => isMark(m.decision));
+    const realMoves = candidates.filter((m) => !isMark(m.decision));
     if (realMoves.length > 0 && !stalled && !plan.spec.suspend) {
       const sinceLast = batch?.finishedAt ? this.clock.now() - Date.parse(batch.finishedAt) : Infinity;
       const waiting = batch?.finishedAt && sinceLast < pauseMs && realMoves.some((m) => m.decision.action !== "resume");
@@ -228,7 +238,7 @@ export class MigrationPlanReconciler implements Reconciler {
     }
 
     if (candidates.length > 0) {
-      const moving = candidates.filter((m) => m.decision.action !== "hold");
+      const moving = candidates.filter((m) => !isMark(m.decision));
       const startedAt = new Date(this.clock.now()).toISOString();
       if (moving.length > 0) {
         batch = { number: (batch?.number ?? 0) + 1, size: moving.length, startedAt };
@@ -370,6 +380,30 @@ export class MigrationPlanReconciler implements Reconciler {
         this.log.info("finishing an interrupted cutover", { service: keyOf(svc) });
         result = await this.writer.resume(svc, decision.record);
         break;
+      case "block":
+        await this.client.patch(
+          SERVICES,
+          svc.metadata.namespace,
+          svc.metadata.name,
+          {
+            metadata: {
+              labels: { [STATE_LABEL]: "blocked" },
+              annotations: {
+                [PLAN_ANNOTATION]: plan.metadata.name,
+                [ORIGINAL_ANNOTATION]: JSON.stringify(originalSpec(svc) ?? restorableSpec(svc.spec)),
+              },
+            },
+          },
+          "merge",
+          { fieldManager: FIELD_MANAGER },
+        );
+        this.events.event(
+          planRef(plan),
+          "Warning",
+          "ServiceBlocked",
+          `${keyOf(svc)}: ${decision.reason}: ${decision.message}`,
+        );
+        return undefined;
       case "hold":
         await this.recordHold(svc, decision.hold);
         this.events.event(planRef(plan), "Warning", "ServiceDrifted", `${keyOf(svc)}: ${holdMessage(decision.hold)}`);
@@ -433,6 +467,11 @@ export class MigrationPlanReconciler implements Reconciler {
     }
     return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(0, requeueAfterMs) } : undefined;
   }
+}
+
+/** Metadata-only records (drift, a gate), made outside the batch count. */
+function isMark(decision: Decision): boolean {
+  return decision.action === "hold" || decision.action === "block";
 }
 
 function countFamily(tally: Tally, svc: Service, delta: number): void {

@@ -124,6 +124,21 @@ describe("migration engine on a dual-stack cluster", function () {
     assert.deepEqual(now.get("headless")!.spec.ipFamilies, ["IPv4", "IPv6"]);
     assert.equal(now.get("external")!.spec.type, "ExternalName");
     assert.equal(plan.status?.summary?.skippedByReason?.ExternalName, 1);
+    const web = now.get("web")!;
+    const events = await env.cp.kubectl([
+      "get",
+      "events",
+      "-n",
+      NS,
+      "--field-selector",
+      "involvedObject.name=web,reason=Migrated",
+      "-o",
+      "jsonpath={.items[*].message}",
+    ]);
+    assert.ok(
+      events.stdout.includes(`-> ClusterIP dual-stack [IPv4,IPv6] clusterIPs=${JSON.stringify(web.spec.clusterIPs)}`),
+      events.stdout,
+    );
   });
 
   it("IPv6Only cuts over each shape, keeps UIDs, nodePorts and the IPv6 address, and blocks what must wait", async () => {
@@ -161,6 +176,19 @@ describe("migration engine on a dual-stack cluster", function () {
     assert.equal(problems.get("headless-manual"), undefined);
     assert.equal(plan.status?.summary?.skippedByReason?.SelectorlessWithoutIPv6Endpoints, 1, "headless-manual");
     assert.equal(now.get("lb")!.spec.type, "LoadBalancer");
+    assert.equal(now.get("lb")!.metadata.labels?.[STATE_LABEL], "blocked");
+    assert.equal(now.get("waiting")!.metadata.labels?.[STATE_LABEL], "blocked");
+    const events = await env.cp.kubectl([
+      "get",
+      "events",
+      "-A",
+      "--field-selector",
+      "reason=ServiceBlocked",
+      "-o",
+      "json",
+    ]);
+    assert.match(events.stdout, /shop\/lb: LoadBalancerRecreateNotAllowed/);
+    assert.match(events.stdout, /shop\/waiting: WaitingForIPv6Endpoints/);
   });
 
   it("a blocked Service moves by itself once its reason goes away", async () => {
@@ -169,6 +197,8 @@ describe("migration engine on a dual-stack cluster", function () {
       const svc = (await services(env.client)).get("waiting")!;
       return svc.spec.ipFamilies?.[0] === "IPv6" ? svc : undefined;
     }, "the waiting Service to move");
+    const moved = (await services(env.client)).get("waiting")!;
+    assert.equal(moved.metadata.labels?.[STATE_LABEL], "ipv6-only");
   });
 
   it("lowering to Audit restores every Service's original spec exactly", async () => {
@@ -553,6 +583,15 @@ describe("migration engine: plan behaviours", function () {
       message: "also selected by the older plan older, which keeps it",
     });
     assert.deepEqual(await families("shared"), { s1: 2 }, "the newer plan did not roll it back");
+  });
+
+  it("default/kubernetes is skipped as the API server's own, and never written", async () => {
+    await plan("defaults", "default", { targetPhase: "DualStack" });
+    const done = await waitForCondition(env.client, "defaults", "Ready");
+    assert.equal(done.status?.summary?.skippedByReason?.APIServerOwned, 1);
+    const kubernetes = await env.client.get<Service>(SERVICES, "default", "kubernetes");
+    assert.deepEqual(kubernetes.spec.ipFamilies, ["IPv4"]);
+    assert.equal(kubernetes.metadata.labels?.[STATE_LABEL], undefined);
   });
 
   it("suspend stops all changes; resuming carries on", async () => {
