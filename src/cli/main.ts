@@ -5,12 +5,25 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { ApiError, KubeClient } from "../runtime/client.js";
 import { createLogger, errorMessage } from "../runtime/log.js";
 import { buildOperator, preflightAPI } from "../reconciler/operator.js";
+import { audit, formatAudit } from "./audit.js";
+import { demo } from "./demo.js";
 
 const HELP = `ipv6-migrate moves a cluster's Services from IPv4 to IPv6 without losing anything.
 
 Usage:
   ipv6-migrate operator [flags]   run the controller (in a cluster, or against a kubeconfig)
+  ipv6-migrate audit [flags]      report, read-only, where each Service stands and what IPv6-only would do
+  ipv6-migrate demo [--keep]      the whole job on a local control plane (needs Go the first time)
   ipv6-migrate --version          print the version
+  ipv6-migrate --help             this text
+
+Audit flags:
+  --kubeconfig PATH                  as for operator (else $KUBECONFIG, else ~/.kube/config)
+  -o, --output table|json|yaml       output format (default table)
+  -n, --namespace NS                 only this namespace (repeatable; default all but kube-system)
+  --exclude-namespace NS             never this namespace (repeatable)
+  -l, --selector SELECTOR            only Services matching this label selector
+  Exit code: 0 when no selected Service is IPv4-only, 3 when some are, 1 on error, 2 on bad usage.
 
 Operator flags (kubebuilder's names):
   --kubeconfig PATH                  kubeconfig to use (else $KUBECONFIG, else in-cluster config)
@@ -29,22 +42,33 @@ function version(): string {
 }
 
 interface Flags {
-  [name: string]: string | boolean | undefined;
+  [name: string]: string | string[] | boolean | undefined;
 }
 
-function parseFlags(args: string[], booleans: Set<string>): Flags {
+class UsageError extends Error {}
+
+const SHORT_FLAGS: Record<string, string> = { o: "output", n: "namespace", l: "selector" };
+
+/** Flags as kubectl takes them: --name value, --name=value, -x value; repeatable ones collect into lists. */
+function parseFlags(args: string[], booleans: Set<string>, repeatable = new Set<string>()): Flags {
   const flags: Flags = {};
   for (let i = 0; i < args.length; i++) {
-    const arg = args[i] ?? "";
-    if (!arg.startsWith("--")) throw new Error(`unexpected argument "${arg}"`);
+    let arg = args[i] ?? "";
+    if (/^-[a-z]$/.test(arg)) arg = `--${SHORT_FLAGS[arg.slice(1)] ?? arg.slice(1)}`;
+    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument "${arg}"`);
     const eq = arg.indexOf("=");
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     if (booleans.has(name)) {
       flags[name] = eq < 0 ? true : arg.slice(eq + 1) !== "false";
     } else {
       const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
-      if (value === undefined) throw new Error(`flag --${name} needs a value`);
-      flags[name] = value;
+      if (value === undefined) throw new UsageError(`flag --${name} needs a value`);
+      if (repeatable.has(name)) {
+        const list = flags[name];
+        flags[name] = Array.isArray(list) ? [...list, value] : [value];
+      } else {
+        flags[name] = value;
+      }
     }
   }
   return flags;
@@ -67,7 +91,7 @@ async function operator(args: string[]): Promise<number> {
     "log-level",
   ]);
   const flags = parseFlags(args, new Set(["leader-elect"]));
-  for (const name of Object.keys(flags)) if (!known.has(name)) throw new Error(`unknown flag --${name}\n\n${HELP}`);
+  for (const name of Object.keys(flags)) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
   const logger = createLogger({ level: flags["log-level"] as string | undefined });
   const client = new KubeClient(loadKubeConfig(flags.kubeconfig as string | undefined));
   try {
@@ -102,11 +126,39 @@ async function operator(args: string[]): Promise<number> {
   return manager.lostLeadership ? 1 : 0;
 }
 
+async function auditCommand(args: string[]): Promise<number> {
+  const known = new Set(["kubeconfig", "output", "namespace", "exclude-namespace", "selector"]);
+  const flags = parseFlags(args, new Set(), new Set(["namespace", "exclude-namespace"]));
+  for (const name of Object.keys(flags)) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
+  const output = (flags.output as string | undefined) ?? "table";
+  if (output !== "table" && output !== "json" && output !== "yaml") {
+    throw new UsageError(`--output must be table, json or yaml, not "${output}"`);
+  }
+  const client = new KubeClient(loadKubeConfig(flags.kubeconfig as string | undefined), "ipv6-migrate-audit");
+  const report = await audit(client, {
+    namespaces: (flags.namespace as string[] | undefined) ?? [],
+    excludeNamespaces: (flags["exclude-namespace"] as string[] | undefined) ?? [],
+    selector: flags.selector as string | undefined,
+  });
+  console.log(formatAudit(report, output));
+  return report.summary.ipv4Only > 0 ? 3 : 0;
+}
+
+async function demoCommand(args: string[]): Promise<number> {
+  const flags = parseFlags(args, new Set(["keep"]));
+  for (const name of Object.keys(flags)) if (name !== "keep") throw new UsageError(`unknown flag --${name}`);
+  return demo({ keep: flags.keep === true, out: process.stdout });
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "operator":
       return operator(rest);
+    case "audit":
+      return auditCommand(rest);
+    case "demo":
+      return demoCommand(rest);
     case "--version":
     case "version":
       console.log(version());
@@ -118,7 +170,7 @@ async function main(argv: string[]): Promise<number> {
       console.log(HELP);
       return command === undefined ? 2 : 0;
     default:
-      console.error(`unknown command "${command}"\n\n${HELP}`);
+      console.error(`ipv6-migrate: unknown command "${command}"\n\n${HELP}`);
       return 2;
   }
 }
@@ -127,6 +179,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     console.error(`ipv6-migrate: ${errorMessage(err)}`);
-    process.exit(1);
+    if (err instanceof UsageError) console.error(`\n${HELP}`);
+    process.exit(err instanceof UsageError ? 2 : 1);
   },
 );

@@ -54,7 +54,9 @@ function installExitHook(): void {
     for (const child of running) child.kill("SIGKILL");
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      // A program with its own handler (the demo's --keep) stops the control plane itself, gracefully.
+      if (process.listenerCount(signal) > 1) return;
       for (const child of running) child.kill("SIGKILL");
       process.exit(130);
     });
