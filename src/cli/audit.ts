@@ -55,17 +55,17 @@ export function parseLabelSelector(selector: string | undefined): MigrationPlan[
   for (const part of selector.match(/([^,(]+(\([^)]*\))?)/g) ?? []) {
     const term = part.trim();
     let m: RegExpExecArray | null;
-    if ((m = /^([\w./-]+)\s*(==|=)\s*([\w.-]*)$/.exec(term))) matchLabels[m[1]!] = m[3]!;
+    if ((m = /^([\w./-]+)\s*(==|=)\s*([\w.-]*)$/.exec(term))) matchLabels[m[1]] = m[3]!;
     else if ((m = /^([\w./-]+)\s*!=\s*([\w.-]*)$/.exec(term)))
-      matchExpressions.push({ key: m[1]!, operator: "NotIn", values: [m[2]!] });
+      matchExpressions.push({ key: m[1], operator: "NotIn", values: [m[2]] });
     else if ((m = /^([\w./-]+)\s+(in|notin)\s*\(([^)]*)\)$/.exec(term)))
       matchExpressions.push({
-        key: m[1]!,
+        key: m[1],
         operator: m[2] === "in" ? "In" : "NotIn",
-        values: m[3]!.split(",").map((v) => v.trim()),
+        values: m[3].split(",").map((v) => v.trim()),
       });
-    else if ((m = /^!([\w./-]+)$/.exec(term))) matchExpressions.push({ key: m[1]!, operator: "DoesNotExist" });
-    else if ((m = /^([\w./-]+)$/.exec(term))) matchExpressions.push({ key: m[1]!, operator: "Exists" });
+    else if ((m = /^!([\w./-]+)$/.exec(term))) matchExpressions.push({ key: m[1], operator: "DoesNotExist" });
+    else if ((m = /^([\w./-]+)$/.exec(term))) matchExpressions.push({ key: m[1], operator: "Exists" });
     else throw new Error(`--selector: cannot parse "${term}" (use key=value, key!=value, key in (a,b), key, !key)`);
   }
   return { serviceSelector: { matchLabels, matchExpressions } };
