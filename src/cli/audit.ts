@@ -162,7 +162,7 @@ export function formatAudit(report: AuditReport, output: "table" | "json" | "yam
   const range = report.cluster.ipv6ServiceRange;
   const s = report.summary;
   return [
-    `Cluster ${report.cluster.server}: ${range.status ? "has" : "has NO"} IPv6 Service range (${range.message})`,
+    `Cluster ${report.cluster.server}: ${range.status ? "ready for IPv6 Services" : "NOT ready for IPv6 Services"}: ${range.message}`,
     "",
     table(["NAMESPACE", "NAME", "SHAPE", "STATE", "CLUSTER-IPS", "TO IPV6-ONLY"], rows),
     "",
