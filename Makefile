@@ -21,7 +21,7 @@ endif
 IMG ?= ipv6-migration-operator:dev
 KUBECTL ?= kubectl
 
-.PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy node clean
+.PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy docs node clean
 
 node: $(NODE_BIN)
 
@@ -62,6 +62,18 @@ demo: build testenv
 
 run: build
 	node dist/src/cli/main.js operator $(RUN_ARGS)
+
+docker-build:
+	docker build -t $(IMG) .
+
+deploy:
+	$(KUBECTL) apply -k config/default
+
+undeploy:
+	$(KUBECTL) delete -k config/default --ignore-not-found
+
+docs: build
+	node dist/test/apidoc.js --write
 
 clean:
 	rm -rf dist node_modules/.installed
