@@ -1,0 +1,282 @@
+// The dependency audit before IPv6-only: what else would break when a Service loses its IPv4 address. Pure
+// functions over trimmed objects; the reconciler gathers them (informers for Nodes and NetworkPolicies,
+// paginated scans for Pods and ConfigMaps) and the CLI's audit prints the same findings.
+import ipaddr from "ipaddr.js";
+import { matchesSelector } from "./plan.js";
+import type { LabelSelector } from "./api.js";
+
+export type Severity = "Info" | "Warning" | "Blocking";
+
+export const FINDING_KINDS = [
+  "ServiceRange",
+  "Node",
+  "EndpointsOnIPv4OnlyNode",
+  "NetworkPolicy",
+  "HardcodedClusterIP",
+  "StaleServiceLinks",
+] as const;
+export type FindingKind = (typeof FINDING_KINDS)[number];
+
+export interface Finding {
+  kind: FindingKind;
+  severity: Severity;
+  /** The object the finding is about, as Kind/namespace/name (or Kind/name). */
+  object: string;
+  reason: string;
+  message: string;
+  /** Keys (namespace/name) of the selected Services it blocks from going IPv6-only. */
+  services?: string[];
+}
+
+export interface NodeInfo {
+  name: string;
+  internalIPs: string[];
+  podCIDRs: string[];
+}
+
+export interface IPBlockPeer {
+  cidr: string;
+  except?: string[];
+}
+
+export interface NetworkPolicyInfo {
+  namespace: string;
+  name: string;
+  podSelector: LabelSelector;
+  ingress: { from: { ipBlock?: IPBlockPeer }[] }[];
+  egress: { to: { ipBlock?: IPBlockPeer }[] }[];
+}
+
+export interface SelectedService {
+  key: string;
+  namespace: string;
+  name: string;
+  selector?: Record<string, string>;
+  ipv4ClusterIP?: string;
+  ipv6ClusterIP?: string;
+  /** Nodes of its ready endpoints. */
+  endpointNodes: string[];
+  /** When the cutover to IPv6-only finished, if it did. */
+  cutoverTime?: string;
+}
+
+export interface PodInfo {
+  namespace: string;
+  name: string;
+  creationTimestamp: string;
+  enableServiceLinks: boolean;
+  /** "Deployment/web", "StatefulSet/db", or "Pod/name" for a bare pod. */
+  workload: string;
+  /** Env values and args, keyed by where they are: "container app env DB_HOST", "container app args[2]". */
+  values: { key: string; value: string }[];
+}
+
+export interface ConfigMapInfo {
+  namespace: string;
+  name: string;
+  data: Record<string, string>;
+}
+
+const familyOfCIDR = (cidr: string): "IPv4" | "IPv6" | undefined =>
+  ipaddr.isValidCIDR(cidr) ? (ipaddr.parseCIDR(cidr)[0].kind() === "ipv6" ? "IPv6" : "IPv4") : undefined;
+
+/** The Service ranges: families, the IPv6 range's kind (ipaddr.js) and size, and how many more Services fit. */
+export function serviceRangeFindings(cidrs: string[], ipv6ClusterIPsInUse: number): Finding[] {
+  const findings: Finding[] = [];
+  const v6 = cidrs.filter((c) => familyOfCIDR(c) === "IPv6");
+  const families = [...new Set(cidrs.map(familyOfCIDR).filter(Boolean))].join(", ") || "none";
+  if (v6.length === 0) {
+    findings.push({
+      kind: "ServiceRange",
+      severity: "Blocking",
+      object: "ServiceCIDR",
+      reason: "NoIPv6ServiceRange",
+      message: `Service ranges ${cidrs.join(", ") || "(none)"}: families ${families}; no IPv6 range, so no Service can get an IPv6 ClusterIP`,
+    });
+    return findings;
+  }
+  for (const cidr of v6) {
+    const [address, prefix] = ipaddr.parseCIDR(cidr);
+    const kind = address.range();
+    const size = 2 ** (128 - prefix);
+    // The first address of the range is not handed out (the subnet-router anycast address).
+    const free = Math.max(0, size - 1 - ipv6ClusterIPsInUse);
+    const good = kind === "uniqueLocal" || kind === "unicast";
+    findings.push({
+      kind: "ServiceRange",
+      severity: good ? "Info" : "Warning",
+      object: `ServiceCIDR/${cidr}`,
+      reason: good ? `IPv6Range_${kind}` : `UnusualIPv6Range_${kind}`,
+      message:
+        `IPv6 Service range ${cidr} is ${kind}${good ? "" : " (not unique-local or global unicast: e.g. documentation space is not routable)"}; ` +
+        `${size} addresses, ${ipv6ClusterIPsInUse} in use, room for ${free} more Services (families: ${families})`,
+    });
+  }
+  return findings;
+}
+
+function hasFamily(values: string[], family: "IPv4" | "IPv6", cidr = false): boolean {
+  return values.some((v) =>
+    cidr
+      ? familyOfCIDR(v) === family
+      : ipaddr.isValid(v) && (ipaddr.process(v).kind() === "ipv6" ? "IPv6" : "IPv4") === family,
+  );
+}
+
+/** Nodes without an IPv6 InternalIP or IPv6 pod range can't serve IPv6 traffic to their pods. */
+export function nodeFindings(nodes: NodeInfo[]): Finding[] {
+  const out: Finding[] = [];
+  for (const node of nodes) {
+    const missing: string[] = [];
+    if (!hasFamily(node.internalIPs, "IPv6")) missing.push("IPv6 InternalIP");
+    if (!hasFamily(node.podCIDRs, "IPv6", true)) missing.push("IPv6 pod range (spec.podCIDRs)");
+    if (missing.length === 0) continue;
+    out.push({
+      kind: "Node",
+      severity: "Warning",
+      object: `Node/${node.name}`,
+      reason: "NodeWithoutIPv6",
+      message: `node ${node.name} has no ${missing.join(" and no ")} (InternalIPs ${node.internalIPs.join(", ") || "none"}, podCIDRs ${node.podCIDRs.join(", ") || "none"})`,
+    });
+  }
+  return out;
+}
+
+export function ipv4OnlyNodes(nodes: NodeInfo[]): Set<string> {
+  return new Set(nodeFindings(nodes).map((f) => f.object.slice("Node/".length)));
+}
+
+/** A selected Service with ready endpoints on such a node would lose them after the cutover. */
+export function endpointNodeFindings(services: SelectedService[], badNodes: Set<string>): Finding[] {
+  const out: Finding[] = [];
+  for (const svc of services) {
+    const on = svc.endpointNodes.filter((n) => badNodes.has(n));
+    if (on.length === 0) continue;
+    out.push({
+      kind: "EndpointsOnIPv4OnlyNode",
+      severity: "Blocking",
+      object: `Service/${svc.key}`,
+      reason: "EndpointsOnIPv4OnlyNode",
+      message: `Service ${svc.key} has ready endpoints on nodes without IPv6: ${on.join(", ")}`,
+      services: [svc.key],
+    });
+  }
+  return out;
+}
+
+/**
+ * NetworkPolicy rules whose ipBlocks cover IPv4 only (a cidr or except with no IPv6 counterpart in the same rule):
+ * after the cutover the traffic they allow is denied, or the traffic they exclude is let through.
+ */
+export function networkPolicyFindings(policy: NetworkPolicyInfo, services: SelectedService[]): Finding[] {
+  const affected = services
+    .filter((s) => s.namespace === policy.namespace && s.selector && matchesSelector(policy.podSelector, s.selector))
+    .map((s) => s.key);
+  const out: Finding[] = [];
+  const check = (direction: "ingress" | "egress", index: number, peers: { ipBlock?: IPBlockPeer }[]) => {
+    const blocks = peers.map((p) => p.ipBlock).filter((b): b is IPBlockPeer => b !== undefined);
+    if (blocks.length === 0) return;
+    const cidrs = blocks.flatMap((b) => [b.cidr, ...(b.except ?? [])]);
+    if (!hasFamily(cidrs, "IPv4", true) || hasFamily(cidrs, "IPv6", true)) return;
+    out.push({
+      kind: "NetworkPolicy",
+      severity: affected.length > 0 ? "Blocking" : "Warning",
+      object: `NetworkPolicy/${policy.namespace}/${policy.name}`,
+      reason: "IPv4OnlyIPBlock",
+      message: `${direction}[${index}] of NetworkPolicy ${policy.namespace}/${policy.name} has ipBlocks for IPv4 only (${cidrs.join(", ")}); after the cutover the traffic it matches is IPv6${affected.length ? `; selects the pods of ${affected.join(", ")}` : ""}`,
+      ...(affected.length ? { services: affected } : {}),
+    });
+  };
+  policy.ingress.forEach((rule, i) => check("ingress", i, rule.from));
+  policy.egress.forEach((rule, i) => check("egress", i, rule.to));
+  return out;
+}
+
+/** Matches an address as a whole token: 10.96.0.1 must not match inside 10.96.0.10. */
+function containsAddress(text: string, ip: string): boolean {
+  const escaped = ip.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(^|[^0-9A-Za-z.])${escaped}($|[^0-9A-Za-z.]|\\.($|[^0-9]))`).test(text);
+}
+
+/** A Service's current IPv4 ClusterIP written literally into a Pod's env or args, or a ConfigMap's data. */
+export function hardcodedIPFindings(
+  services: SelectedService[],
+  pods: PodInfo[],
+  configMaps: ConfigMapInfo[],
+): Finding[] {
+  const byIP = services.filter((s) => s.ipv4ClusterIP && s.ipv4ClusterIP !== "None");
+  const out: Finding[] = [];
+  const scan = (object: string, entries: { key: string; value: string }[]) => {
+    for (const svc of byIP) {
+      const keys = entries.filter((e) => containsAddress(e.value, svc.ipv4ClusterIP!)).map((e) => e.key);
+      if (keys.length === 0) continue;
+      out.push({
+        kind: "HardcodedClusterIP",
+        severity: "Blocking",
+        object,
+        reason: "HardcodedClusterIP",
+        message: `${object} holds ${svc.key}'s ClusterIP ${svc.ipv4ClusterIP!} in ${keys.join(", ")}; use the Service's DNS name`,
+        services: [svc.key],
+      });
+    }
+  };
+  for (const pod of pods) scan(`Pod/${pod.namespace}/${pod.name}`, pod.values);
+  for (const cm of configMaps) {
+    scan(
+      `ConfigMap/${cm.namespace}/${cm.name}`,
+      Object.entries(cm.data).map(([key, value]) => ({ key: `data.${key}`, value })),
+    );
+  }
+  return out;
+}
+
+/** After a cutover: pods that started before it still hold <SVC>_SERVICE_HOST with the old address. */
+export function staleServiceLinkFindings(services: SelectedService[], pods: PodInfo[]): Finding[] {
+  const out: Finding[] = [];
+  for (const svc of services) {
+    if (!svc.cutoverTime) continue;
+    const cutover = Date.parse(svc.cutoverTime);
+    const stale = pods.filter(
+      (p) => p.namespace === svc.namespace && p.enableServiceLinks && Date.parse(p.creationTimestamp) < cutover,
+    );
+    const byWorkload = new Map<string, number>();
+    for (const pod of stale) byWorkload.set(pod.workload, (byWorkload.get(pod.workload) ?? 0) + 1);
+    for (const [workload, count] of byWorkload) {
+      const env = `${svc.name.toUpperCase().replace(/-/g, "_")}_SERVICE_HOST`;
+      out.push({
+        kind: "StaleServiceLinks",
+        severity: "Warning",
+        object: `${workload.split("/")[0]}/${svc.namespace}/${workload.split("/").slice(1).join("/")}`,
+        reason: "StaleServiceLinks",
+        message: `${count} pod(s) of ${workload} in ${svc.namespace} started before ${svc.key}'s cutover and hold ${env} with its old address; restart them (kubectl rollout restart)`,
+        services: [svc.key],
+      });
+    }
+  }
+  return out;
+}
+
+/** The workload a pod belongs to: a ReplicaSet made by a Deployment is named after the Deployment. */
+export function workloadOf(pod: {
+  name: string;
+  labels?: Record<string, string>;
+  ownerReferences?: { kind: string; name: string; controller?: boolean }[];
+}): string {
+  const owner = pod.ownerReferences?.find((o) => o.controller) ?? pod.ownerReferences?.[0];
+  if (!owner) return `Pod/${pod.name}`;
+  const hash = pod.labels?.["pod-template-hash"];
+  if (owner.kind === "ReplicaSet" && hash && owner.name.endsWith(`-${hash}`)) {
+    return `Deployment/${owner.name.slice(0, -hash.length - 1)}`;
+  }
+  return `${owner.kind}/${owner.name}`;
+}
+
+/** Findings that keep a Service from going IPv6-only, by Service key. */
+export function blockingByService(findings: Finding[]): Map<string, Finding[]> {
+  const out = new Map<string, Finding[]>();
+  for (const f of findings) {
+    if (f.severity !== "Blocking" || f.kind === "StaleServiceLinks") continue;
+    for (const key of f.services ?? []) out.set(key, [...(out.get(key) ?? []), f]);
+  }
+  return out;
+}

@@ -1,0 +1,130 @@
+// Pods and ConfigMaps can be huge, so the operator never caches them: it scans them with paginated LISTs and
+// keeps only the findings, page by page, so memory stays flat however many there are.
+import { core, type KubeClient, type ResourceType } from "../runtime/client.js";
+import type { KubeObject } from "../runtime/object.js";
+import {
+  hardcodedIPFindings,
+  staleServiceLinkFindings,
+  workloadOf,
+  type ConfigMapInfo,
+  type Finding,
+  type PodInfo,
+  type SelectedService,
+} from "../migration/preflight.js";
+
+export const PODS = core("pods", "Pod");
+export const CONFIGMAPS = core("configmaps", "ConfigMap");
+
+interface Container {
+  name: string;
+  args?: string[];
+  command?: string[];
+  env?: { name: string; value?: string }[];
+}
+
+interface PodObject extends KubeObject {
+  spec?: { enableServiceLinks?: boolean; containers?: Container[]; initContainers?: Container[] };
+}
+
+interface ConfigMapObject extends KubeObject {
+  data?: Record<string, string>;
+}
+
+export function podInfo(pod: PodObject): PodInfo {
+  const values: { key: string; value: string }[] = [];
+  for (const [kind, containers] of [
+    ["container", pod.spec?.containers ?? []],
+    ["initContainer", pod.spec?.initContainers ?? []],
+  ] as const) {
+    for (const c of containers) {
+      for (const e of c.env ?? []) if (e.value) values.push({ key: `${kind} ${c.name} env ${e.name}`, value: e.value });
+      (c.args ?? []).forEach((a, i) => values.push({ key: `${kind} ${c.name} args[${i}]`, value: a }));
+      (c.command ?? []).forEach((a, i) => values.push({ key: `${kind} ${c.name} command[${i}]`, value: a }));
+    }
+  }
+  return {
+    namespace: pod.metadata.namespace ?? "",
+    name: pod.metadata.name,
+    creationTimestamp: pod.metadata.creationTimestamp ?? "",
+    enableServiceLinks: pod.spec?.enableServiceLinks !== false,
+    workload: workloadOf({
+      name: pod.metadata.name,
+      labels: pod.metadata.labels,
+      ownerReferences: pod.metadata.ownerReferences,
+    }),
+    values,
+  };
+}
+
+async function forEachPage<T extends KubeObject>(
+  client: KubeClient,
+  type: ResourceType,
+  namespace: string,
+  pageSize: number,
+  visit: (items: T[]) => void,
+): Promise<number> {
+  let continueToken: string | undefined;
+  let count = 0;
+  do {
+    const page = await client.list<T>(type, namespace, { limit: pageSize, continue: continueToken });
+    visit(page.items);
+    count += page.items.length;
+    continueToken = page.metadata.continue || undefined;
+  } while (continueToken);
+  return count;
+}
+
+export interface ScanResult {
+  findings: Finding[];
+  pods: number;
+  configMaps: number;
+}
+
+/** Scans the Pods and ConfigMaps of the namespaces of the selected Services. */
+export async function scanWorkloads(
+  client: KubeClient,
+  services: SelectedService[],
+  pageSize = 500,
+): Promise<ScanResult> {
+  const findings: Finding[] = [];
+  let pods = 0;
+  let configMaps = 0;
+  for (const namespace of [...new Set(services.map((s) => s.namespace))].sort()) {
+    const inNamespace = services.filter((s) => s.namespace === namespace);
+    pods += await forEachPage<PodObject>(client, PODS, namespace, pageSize, (items) => {
+      const page = items.map(podInfo);
+      findings.push(...hardcodedIPFindings(services, page, []), ...staleServiceLinkFindings(inNamespace, page));
+    });
+    configMaps += await forEachPage<ConfigMapObject>(client, CONFIGMAPS, namespace, pageSize, (items) => {
+      const page: ConfigMapInfo[] = items.map((cm) => ({
+        namespace: cm.metadata.namespace ?? "",
+        name: cm.metadata.name,
+        data: cm.data ?? {},
+      }));
+      findings.push(...hardcodedIPFindings(services, [], page));
+    });
+  }
+  return { findings: mergeStaleLinks(findings), pods, configMaps };
+}
+
+/** Stale-link findings of one workload found on several pages are one finding. */
+function mergeStaleLinks(findings: Finding[]): Finding[] {
+  const out: Finding[] = [];
+  const seen = new Map<string, Finding>();
+  for (const f of findings) {
+    if (f.kind !== "StaleServiceLinks") {
+      out.push(f);
+      continue;
+    }
+    const key = `${f.object}|${(f.services ?? []).join(",")}`;
+    const prior = seen.get(key);
+    if (!prior) {
+      seen.set(key, f);
+      out.push(f);
+      continue;
+    }
+    const count = (m: string) => Number(/^(\d+) pod/.exec(m)?.[1] ?? 0);
+    prior.message = prior.message.replace(/^\d+/, String(count(prior.message) + count(f.message)));
+  }
+  return out;
+}
