@@ -261,7 +261,10 @@ export class MigrationPlanReconciler implements Reconciler {
       } else if (outcome.moved > 0) {
         this.stalls.delete(uid);
       }
-      if (moving.length > 0 && batch) {
+      if (outcome.stalled && outcome.moved === 0) {
+        // Nothing moved: not a batch, so no pause is owed once the stall is fixed.
+        batch = plan.status?.currentBatch;
+      } else if (moving.length > 0 && batch) {
         batch = { ...batch, finishedAt: new Date(this.clock.now()).toISOString() };
         this.events.event(
           ref,

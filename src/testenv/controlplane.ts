@@ -66,7 +66,16 @@ function installExitHook(): void {
 /** Resolves the directory of etcd, kube-apiserver and kubectl, building them on first use. */
 export async function binDir(): Promise<string> {
   if (process.env.TESTENV_BIN_DIR) return process.env.TESTENV_BIN_DIR;
-  const { stdout } = await promisify(execFile)(path.join(repoRoot, "testenv/build.sh"), {
+  return buildScript([]);
+}
+
+/** The directory of the test helpers (kstatus-check, lua-health), rebuilt when their source changes. */
+export function toolsDir(): Promise<string> {
+  return buildScript(["--tools"]);
+}
+
+async function buildScript(args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(path.join(repoRoot, "testenv/build.sh"), args, {
     maxBuffer: 1 << 20,
     env: process.env,
   });
