@@ -50,7 +50,7 @@ export function generate(): string {
   const crd = load(readFileSync(path.join(repo, "crds/ipv6migration.io_migrationplans.yaml"), "utf8")) as {
     spec: { versions: { name: string; schema: { openAPIV3Schema: Schema } }[] };
   };
-  const version = crd.spec.versions[0]!;
+  const version = crd.spec.versions[0];
   const spec = version.schema.openAPIV3Schema.properties?.spec ?? {};
   const out = [
     START,
