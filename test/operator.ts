@@ -21,13 +21,21 @@ export class OperatorProcess {
     private readonly cp: ControlPlane,
     private readonly user: string,
     private readonly env: Record<string, string> = {},
+    private readonly args: string[] = [],
   ) {}
 
   start(extraEnv: Record<string, string> = {}): this {
     const kubeconfig = this.cp.writeKubeconfig(this.cp.user(this.user));
     const child = spawn(
       process.execPath,
-      [CLI, "operator", `--kubeconfig=${kubeconfig}`, "--metrics-bind-address=0", "--health-probe-bind-address=0"],
+      [
+        CLI,
+        "operator",
+        `--kubeconfig=${kubeconfig}`,
+        "--metrics-bind-address=0",
+        "--health-probe-bind-address=0",
+        ...this.args,
+      ],
       { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_FORMAT: "json", ...this.env, ...extraEnv } },
     );
     child.stdout?.setEncoding("utf8").on("data", (d: string) => (this.output += d));

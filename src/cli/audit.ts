@@ -6,7 +6,18 @@ import { ENDPOINT_SLICES, NAMESPACES, SERVICE_CIDRS, SERVICES, type KubeClient }
 import { keyOf, type KubeObject } from "../runtime/object.js";
 import type { MigrationPlan } from "../migration/api.js";
 import { selects, settingsOf } from "../migration/plan.js";
-import { decide, familyState, shapeOf, trimService, type Service } from "../migration/service.js";
+import { clusterIPOf, decide, familyState, shapeOf, trimService, type Service } from "../migration/service.js";
+import { CUTOVER_TIME_ANNOTATION } from "../migration/api.js";
+import { blockingByService, type Finding, type SelectedService } from "../migration/preflight.js";
+import {
+  cachedFindings,
+  NETWORK_POLICIES,
+  NODES,
+  preflightStatus,
+  scanWorkloads,
+  trimNetworkPolicy,
+  trimNode,
+} from "../reconciler/preflight.js";
 import {
   capabilityFromRanges,
   probeIPv6ServiceRange,
@@ -39,11 +50,13 @@ export interface AuditReport {
   cluster: { server: string; ipv6ServiceRange: Capability };
   summary: { services: number; ipv4Only: number; dualStack: number; ipv6Only: number; noClusterIP: number };
   services: AuditedService[];
+  /** The dependency audit the operator makes before IPv6-only (the same findings as in a plan's status). */
+  preflight: { counts: Record<string, number>; findings: Finding[] };
 }
 
 interface EndpointSliceObject extends KubeObject {
   addressType?: string;
-  endpoints?: { conditions?: { ready?: boolean } }[];
+  endpoints?: { conditions?: { ready?: boolean }; nodeName?: string }[];
 }
 
 /** Label selector strings as kubectl takes them, into a LabelSelector (equality and set-based forms). */
@@ -106,11 +119,18 @@ export async function audit(client: KubeClient, options: AuditOptions): Promise<
     : await probeIPv6ServiceRange(client);
 
   const settings = settingsOf(plan);
+  const selected = services.items
+    .map((raw) => trimService(raw))
+    .filter((svc) => selects(plan, svc, nsLabels.get(svc.metadata.namespace ?? "")));
+  const findings = await preflightFindings(client, selected, slices.items, services.items);
+  const blocking = blockingByService(findings);
   const out: AuditedService[] = [];
-  for (const raw of services.items) {
-    const svc = trimService(raw);
-    if (!selects(plan, svc, nsLabels.get(svc.metadata.namespace ?? ""))) continue;
-    const decision = decide(svc, settings, { ipv6ReadyEndpoints: ipv6Ready.get(keyOf(svc)) ?? 0 });
+  for (const svc of selected) {
+    const block = blocking.get(keyOf(svc))?.[0];
+    const decision = decide(svc, settings, {
+      ipv6ReadyEndpoints: ipv6Ready.get(keyOf(svc)) ?? 0,
+      ...(block ? { preflightBlock: { reason: block.reason, message: `${block.object}: ${block.message}` } } : {}),
+    });
     const ipv6Only =
       decision.action === "skip" || decision.action === "block"
         ? { action: decision.action, reason: decision.reason, message: decision.message }
@@ -145,7 +165,55 @@ export async function audit(client: KubeClient, options: AuditOptions): Promise<
       noClusterIP: count("no-cluster-ip"),
     },
     services: out,
+    preflight: { counts: preflightStatus(findings).counts, findings },
   };
+}
+
+async function preflightFindings(
+  client: KubeClient,
+  selected: Service[],
+  slices: EndpointSliceObject[],
+  allServices: Service[],
+): Promise<Finding[]> {
+  const nodesBySvc = new Map<string, string[]>();
+  for (const slice of slices) {
+    const svc = slice.metadata.labels?.["kubernetes.io/service-name"];
+    if (!svc) continue;
+    const key = `${slice.metadata.namespace ?? ""}/${svc}`;
+    const nodes = (slice.endpoints ?? []).filter((e) => e.conditions?.ready !== false).map((e) => e.nodeName ?? "");
+    nodesBySvc.set(key, [...(nodesBySvc.get(key) ?? []), ...nodes.filter(Boolean)]);
+  }
+  const selectedInfo: SelectedService[] = selected.map((svc) => ({
+    key: keyOf(svc),
+    namespace: svc.metadata.namespace ?? "",
+    name: svc.metadata.name,
+    selector: svc.spec.selector,
+    ipv4ClusterIP: clusterIPOf(svc.spec, "IPv4"),
+    ipv6ClusterIP: clusterIPOf(svc.spec, "IPv6"),
+    endpointNodes: nodesBySvc.get(keyOf(svc)) ?? [],
+    cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
+  }));
+  const [nodes, policies] = await Promise.all([
+    client.listAll<KubeObject>(NODES),
+    client.listAll<KubeObject>(NETWORK_POLICIES),
+  ]);
+  const cidrs = (await servesServiceCIDRs(client))
+    ? (await client.listAll<{ metadata: { name: string }; spec?: { cidrs?: string[] } }>(SERVICE_CIDRS)).items.flatMap(
+        (c) => c.spec?.cidrs ?? [],
+      )
+    : [];
+  const findings = cachedFindings({
+    cidrs,
+    ipv6ClusterIPsInUse: allServices.filter((s) => clusterIPOf(s.spec, "IPv6")).length,
+    nodes: nodes.items
+      .map(trimNode)
+      .map((n) => ({ name: n.metadata.name, internalIPs: n.internalIPs, podCIDRs: n.podCIDRs })),
+    networkPolicies: policies.items.map((p) => trimNetworkPolicy(p).info),
+    services: selectedInfo,
+  });
+  if (cidrs.length === 0) findings.splice(0, findings.filter((f) => f.kind === "ServiceRange").length);
+  findings.push(...(await scanWorkloads(client, selectedInfo)).findings);
+  return findings;
 }
 
 export function formatAudit(report: AuditReport, output: "table" | "json" | "yaml"): string {
@@ -167,5 +235,13 @@ export function formatAudit(report: AuditReport, output: "table" | "json" | "yam
     table(["NAMESPACE", "NAME", "SHAPE", "STATE", "CLUSTER-IPS", "TO IPV6-ONLY"], rows),
     "",
     `${s.services} Services: ${s.ipv4Only} IPv4-only, ${s.dualStack} dual-stack, ${s.ipv6Only} IPv6-only, ${s.noClusterIP} without a ClusterIP`,
+    "",
+    "Preflight (what else would break when these Services go IPv6-only):",
+    report.preflight.findings.length === 0
+      ? "  no finding"
+      : table(
+          ["SEVERITY", "KIND", "OBJECT", "MESSAGE"],
+          report.preflight.findings.map((f) => [f.severity, f.kind, f.object, f.message]),
+        ),
   ].join("\n");
 }

@@ -5,6 +5,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { ApiError, KubeClient } from "../runtime/client.js";
 import { createLogger, errorMessage } from "../runtime/log.js";
 import { buildOperator, preflightAPI } from "../reconciler/operator.js";
+import { parseDuration } from "../migration/plan.js";
 import { audit, formatAudit } from "./audit.js";
 import { demo } from "./demo.js";
 
@@ -32,6 +33,7 @@ Operator flags (kubebuilder's names):
   --leader-elect                     elect a leader among replicas with a coordination.k8s.io Lease
   --leader-election-namespace NS     namespace of that Lease (default: the pod's, else ipv6-migration-system)
   --log-level LEVEL                  error, warn, info or debug (default info, or $LOG_LEVEL)
+  --preflight-interval DURATION      how often Pods and ConfigMaps are rescanned for preflight findings (default 5m)
 `;
 
 function version(): string {
@@ -74,6 +76,14 @@ function parseFlags(args: string[], booleans: Set<string>, repeatable = new Set<
   return flags;
 }
 
+function parseFlagDuration(name: string, value: string | undefined, fallbackMs: number): number {
+  try {
+    return parseDuration(value, fallbackMs);
+  } catch {
+    throw new UsageError(`--${name} must be a duration such as 30s or 5m, not "${value ?? ""}"`);
+  }
+}
+
 function loadKubeConfig(path: string | undefined): KubeConfig {
   const kc = new KubeConfig();
   if (path) kc.loadFromFile(path);
@@ -89,6 +99,7 @@ async function operator(args: string[]): Promise<number> {
     "leader-elect",
     "leader-election-namespace",
     "log-level",
+    "preflight-interval",
   ]);
   const flags = parseFlags(args, new Set(["leader-elect"]));
   for (const name of Object.keys(flags)) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
@@ -120,6 +131,11 @@ async function operator(args: string[]): Promise<number> {
     healthProbeBindAddress: (flags["health-probe-bind-address"] as string | undefined) ?? ":8081",
     leaderElect: flags["leader-elect"] === true,
     leaderElectionNamespace: namespace,
+    preflightIntervalMs: parseFlagDuration(
+      "preflight-interval",
+      flags["preflight-interval"] as string | undefined,
+      300_000,
+    ),
   });
   logger.info("starting ipv6-migration-operator", { version: version() });
   await manager.run();

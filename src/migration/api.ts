@@ -39,6 +39,7 @@ export interface MigrationPlanSpec {
   ipv6Only?: {
     requireIPv6Endpoints?: boolean;
     allowLoadBalancerRecreate?: boolean;
+    requirePreflight?: boolean;
   };
   rollout?: {
     batchSize?: number | string;
@@ -56,6 +57,13 @@ export interface ServiceProblem {
   state: "Blocked" | "Failed" | "Drifted" | "Conflict";
   reason: string;
   message: string;
+}
+
+/** The dependency audit before IPv6-only (src/migration/preflight.ts). */
+export interface PreflightStatus {
+  counts: Record<string, number>;
+  findings: { kind: string; severity: string; object: string; reason: string; message: string }[];
+  findingsTruncated?: number;
 }
 
 /** Counts over the selected Services. */
@@ -80,6 +88,7 @@ export interface MigrationPlanStatus {
   currentBatch?: { number: number; size: number; startedAt?: string; finishedAt?: string };
   problems?: ServiceProblem[];
   problemsTruncated?: number;
+  preflight?: PreflightStatus;
   conditions?: Condition[];
 }
 
@@ -96,6 +105,7 @@ export const CONDITIONS = {
   audited: "Audited",
   dualStackComplete: "DualStackComplete",
   ipv6OnlyComplete: "IPv6OnlyComplete",
+  preflightPassed: "PreflightPassed",
 } as const;
 
 /** Labels and annotations the operator puts on the Services it manages. */
@@ -106,6 +116,8 @@ export const CUTOVER_ANNOTATION = `${GROUP}/cutover`;
 export const APPLIED_ANNOTATION = `${GROUP}/applied`;
 /** Don't retry until the Service or the plan changes: set after drift or a refused write. */
 export const HOLD_ANNOTATION = `${GROUP}/hold`;
+/** When the Service's last cutover to IPv6-only started: pods older than this hold its old address in env vars. */
+export const CUTOVER_TIME_ANNOTATION = `${GROUP}/cutover-time`;
 export const FIELD_MANAGER = "ipv6-migration-operator";
 
 export const MAX_PROBLEMS = 50;

@@ -9,6 +9,7 @@ import {
   type MigrationPlan,
   type MigrationPlanStatus,
   type PlanSummary,
+  type PreflightStatus,
   type ServiceProblem,
   type TargetPhase,
 } from "./api.js";
@@ -70,14 +71,16 @@ export function owningPlan(plans: MigrationPlan[], manager?: string): MigrationP
   })[0];
 }
 
-export function settingsOf(plan: MigrationPlan): PlanSettings {
+export function settingsOf(plan: MigrationPlan, now?: string): PlanSettings {
   return {
+    ...(now ? { now } : {}),
     plan: plan.metadata.name,
     planGeneration: plan.metadata.generation ?? 0,
     target: plan.spec.targetPhase ?? "Audit",
     dualStackPolicy: plan.spec.dualStack?.ipFamilyPolicy ?? "PreferDualStack",
     requireIPv6Endpoints: plan.spec.ipv6Only?.requireIPv6Endpoints ?? true,
     allowLoadBalancerRecreate: plan.spec.ipv6Only?.allowLoadBalancerRecreate ?? false,
+    requirePreflight: plan.spec.ipv6Only?.requirePreflight ?? true,
   };
 }
 
@@ -137,6 +140,7 @@ export interface StatusInput {
   /** Set when only a person can fix it. */
   stalled?: { reason: string; message: string };
   batch?: MigrationPlanStatus["currentBatch"];
+  preflight?: PreflightStatus;
   now: () => string;
 }
 
@@ -147,7 +151,10 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
   const target = plan.spec.targetPhase ?? "Audit";
   const suspended = plan.spec.suspend === true;
   const done = tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
-  const reachedTarget = tally.pending === 0;
+  // Complete means every Service that is to move has moved: a blocked one has not. A Service blocked on its way
+  // to IPv6-only is dual-stack already, so it does not hold DualStackComplete back.
+  const reachedTarget = tally.pending === 0 && tally.blocked === 0;
+  const dualStackDone = tally.pending === 0 && (target !== "DualStack" || tally.blocked === 0);
   let conditions: Condition[] = plan.status?.conditions ?? [];
   const set = (type: string, status: boolean, reason: string, message: string) => {
     conditions = setCondition(
@@ -198,8 +205,8 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
   const atLeast = (phase: TargetPhase) => PHASE_ORDER[target] >= PHASE_ORDER[phase];
   set(
     CONDITIONS.dualStackComplete,
-    atLeast("DualStack") && reachedTarget && !stalled,
-    atLeast("DualStack") ? (reachedTarget ? "Complete" : "InProgress") : "NotTargeted",
+    atLeast("DualStack") && dualStackDone && !stalled,
+    atLeast("DualStack") ? (dualStackDone ? "Complete" : "InProgress") : "NotTargeted",
     atLeast("DualStack") ? counts : `targetPhase is ${target}`,
   );
   set(
@@ -209,6 +216,18 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
     target === "IPv6Only" ? counts : `targetPhase is ${target}`,
   );
 
+  if (input.preflight) {
+    const blocking = input.preflight.findings.filter((f) => f.severity === "Blocking");
+    const total = Object.values(input.preflight.counts).reduce((a, b) => a + b, 0);
+    set(
+      CONDITIONS.preflightPassed,
+      blocking.length === 0,
+      blocking.length === 0 ? "NoBlockingFinding" : "BlockingFindings",
+      blocking.length === 0
+        ? `${total} findings, none blocking`
+        : `${blocking.length} blocking findings, e.g. ${blocking[0]?.object}: ${blocking[0]?.reason}`,
+    );
+  }
   const problems = [...tally.problems].sort((a, b) =>
     `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
   );
@@ -229,6 +248,7 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
       drifted: tally.drifted,
     },
     ...(input.batch ? { currentBatch: input.batch } : {}),
+    ...(input.preflight ? { preflight: input.preflight } : {}),
     problems: problems.slice(0, MAX_PROBLEMS),
     ...(problems.length > MAX_PROBLEMS ? { problemsTruncated: problems.length - MAX_PROBLEMS } : {}),
     conditions,

@@ -11,6 +11,7 @@ import type { KubeObject, ManagedFieldsEntry } from "../runtime/object.js";
 import {
   APPLIED_ANNOTATION,
   CUTOVER_ANNOTATION,
+  CUTOVER_TIME_ANNOTATION,
   HOLD_ANNOTATION,
   ORIGINAL_ANNOTATION,
   PLAN_ANNOTATION,
@@ -104,6 +105,8 @@ export function desiredFamilies(target: TargetPhase, original: ServiceSpec): IPF
 }
 
 export interface CutoverRecord {
+  /** When the cutover started, recorded on the Service once it is IPv6-only. */
+  startedAt?: string;
   /** The spec to put back on the Service (type, ports with nodePorts, traffic policies, requested ClusterIPs). */
   restore: ServiceSpec;
   /** The spec before the cutover: the fallback if the restore can't be applied. */
@@ -149,11 +152,16 @@ export interface PlanSettings {
   dualStackPolicy: "PreferDualStack" | "RequireDualStack";
   requireIPv6Endpoints: boolean;
   allowLoadBalancerRecreate: boolean;
+  requirePreflight: boolean;
+  /** The time to record as a cutover's start (ISO 8601); passed in so decide() stays pure. */
+  now?: string;
 }
 
 export interface ServiceFacts {
   /** Ready endpoints in EndpointSlices of addressType IPv6 for this Service. */
   ipv6ReadyEndpoints: number;
+  /** A blocking preflight finding for this Service (when spec.ipv6Only.requirePreflight). */
+  preflightBlock?: { reason: string; message: string };
 }
 
 /** A merge patch body: null deletes a field. */
@@ -288,6 +296,13 @@ export function decide(svc: Service, settings: PlanSettings, facts: ServiceFacts
         message: "no ready endpoint in an EndpointSlice of addressType IPv6 (spec.ipv6Only.requireIPv6Endpoints)",
       };
     }
+    if (settings.requirePreflight && facts.preflightBlock) {
+      return {
+        action: "block",
+        reason: `Preflight${facts.preflightBlock.reason}`,
+        message: `${facts.preflightBlock.message} (spec.ipv6Only.requirePreflight)`,
+      };
+    }
   }
 
   const primaryChanges = (current.ipFamilies?.[0] ?? want[0]) !== want[0];
@@ -379,6 +394,7 @@ function cutover(
     state,
     applied: settings.target,
     plan: settings.plan,
+    ...(settings.now ? { startedAt: settings.now } : {}),
   };
   const spec: MergePatch = { type: "ExternalName", externalName: CUTOVER_EXTERNAL_NAME };
   for (const field of FIELDS_NULLED_FOR_EXTERNAL_NAME) spec[field] = null;
@@ -412,12 +428,19 @@ export function restorePatch(record: CutoverRecord, spec: ServiceSpec, final: bo
   const labels: Record<string, string | null> = {};
   if (final && record.applied === "Audit") {
     // Back to where the Service was before any plan: no trace of the operator remains.
-    for (const key of [ORIGINAL_ANNOTATION, APPLIED_ANNOTATION, PLAN_ANNOTATION, HOLD_ANNOTATION])
+    for (const key of [
+      ORIGINAL_ANNOTATION,
+      APPLIED_ANNOTATION,
+      PLAN_ANNOTATION,
+      HOLD_ANNOTATION,
+      CUTOVER_TIME_ANNOTATION,
+    ])
       annotations[key] = null;
     labels[STATE_LABEL] = null;
   } else {
     annotations[APPLIED_ANNOTATION] = record.applied;
     annotations[PLAN_ANNOTATION] = record.plan;
+    annotations[CUTOVER_TIME_ANNOTATION] = record.state === "ipv6-only" && record.startedAt ? record.startedAt : null;
     labels[STATE_LABEL] = record.state;
   }
   return { metadata: { labels, annotations }, spec: body };
@@ -435,6 +458,7 @@ function restore(svc: Service, original: ServiceSpec, settings: PlanSettings): D
       [APPLIED_ANNOTATION]: null,
       [PLAN_ANNOTATION]: null,
       [HOLD_ANNOTATION]: null,
+      [CUTOVER_TIME_ANNOTATION]: null,
     },
   };
   const primaryChanges = current.ipFamilies?.[0] !== want[0];

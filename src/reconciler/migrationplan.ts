@@ -16,8 +16,10 @@ import {
   PLAN_ANNOTATION,
   STATE_LABEL,
   VERSION,
+  CUTOVER_TIME_ANNOTATION,
   type MigrationPlan,
   type MigrationPlanStatus,
+  type PreflightStatus,
 } from "../migration/api.js";
 import {
   batchSizeOf,
@@ -31,6 +33,7 @@ import {
   type Tally,
 } from "../migration/plan.js";
 import {
+  clusterIPOf,
   decide,
   familyState,
   originalSpec,
@@ -40,6 +43,14 @@ import {
   type Service,
 } from "../migration/service.js";
 import { capabilityFromRanges, probeIPv6ServiceRange, type Capability } from "./precondition.js";
+import {
+  cachedFindings,
+  preflightStatus,
+  scanWorkloads,
+  type NetworkPolicyObject,
+  type NodeObject,
+} from "./preflight.js";
+import { blockingByService, type Finding, type SelectedService } from "../migration/preflight.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 
 export type Namespace = KubeObject;
@@ -64,6 +75,8 @@ export interface Caches {
   endpointSlices: Informer<EndpointSlice>;
   /** Absent where the API server does not serve ServiceCIDR (before Kubernetes 1.33). */
   serviceCIDRs?: Informer<ServiceCIDR>;
+  nodes: Informer<NodeObject>;
+  networkPolicies: Informer<NetworkPolicyObject>;
 }
 
 const CONCURRENCY = 8;
@@ -89,6 +102,8 @@ export class MigrationPlanReconciler implements Reconciler {
    * succeeds: without this the next reconcile, which makes no write during the pause, would report it cleared.
    */
   private probed: { at: number; capability: Capability } | undefined;
+  private readonly scans = new Map<string, { generation: number; at: number; findings: Finding[] }>();
+  private readonly reportedFindings = new Map<string, Set<string>>();
   private readonly stalls = new Map<string, { generation: number; stalled: Stall; until: number }>();
 
   constructor(
@@ -97,6 +112,7 @@ export class MigrationPlanReconciler implements Reconciler {
     private readonly events: EventRecorder,
     private readonly log: Logger,
     private readonly clock: Clock,
+    private readonly preflightIntervalMs = 300_000,
   ) {
     this.writer = new ServiceWriter(client, log);
   }
@@ -146,7 +162,7 @@ export class MigrationPlanReconciler implements Reconciler {
       return undefined;
     }
     const plan = this.withLastWrittenStatus(cached);
-    const settings = settingsOf(plan);
+    const settings = settingsOf(plan, new Date(this.clock.now()).toISOString());
     const ref = planRef(plan);
 
     let batchSize: number;
@@ -163,6 +179,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const plans = this.caches.plans.store.list();
     const tally = emptyTally();
     const moves: Planned[] = [];
+    const owned: Service[] = [];
     for (const svc of this.caches.services.store.list()) {
       const nsLabels = this.namespaceLabels(svc.metadata.namespace ?? "");
       if (!selects(plan, svc, nsLabels)) continue;
@@ -182,7 +199,16 @@ export class MigrationPlanReconciler implements Reconciler {
         );
         continue;
       }
-      const decision = decide(svc, settings, { ipv6ReadyEndpoints: this.ipv6ReadyEndpoints(svc) });
+      owned.push(svc);
+    }
+
+    const preflight = await this.preflight(plan, owned);
+    for (const svc of owned) {
+      const block = preflight.blocking.get(keyOf(svc))?.[0];
+      const decision = decide(svc, settings, {
+        ipv6ReadyEndpoints: this.ipv6ReadyEndpoints(svc),
+        ...(block ? { preflightBlock: { reason: block.reason, message: `${block.object}: ${block.message}` } } : {}),
+      });
       this.account(tally, svc, decision);
       if (decision.action === "patch" || decision.action === "cutover" || decision.action === "resume") {
         moves.push({ svc, decision });
@@ -275,7 +301,82 @@ export class MigrationPlanReconciler implements Reconciler {
         if (tally.pending > 0 && !outcome.stalled) requeueAfterMs = pauseMs;
       }
     }
-    return this.finish(plan, tally, stalled, batch, capable, requeueAfterMs);
+    // Scans of Pods and ConfigMaps repeat at the preflight interval, so a fixed finding clears by itself.
+    requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, this.preflightIntervalMs);
+    return this.finish(plan, tally, stalled, batch, capable, requeueAfterMs, preflight.status);
+  }
+
+  /**
+   * The dependency audit. Ranges, Nodes, NetworkPolicies and endpoints come from the caches on every reconcile;
+   * Pods and ConfigMaps are scanned when the plan's generation changes, before each IPv6Only batch (a scan older
+   * than the last batch is redone), and otherwise at most every preflight interval.
+   */
+  private async preflight(
+    plan: MigrationPlan,
+    owned: Service[],
+  ): Promise<{ status: PreflightStatus; blocking: Map<string, Finding[]> }> {
+    const selected: SelectedService[] = owned.map((svc) => ({
+      key: keyOf(svc),
+      namespace: svc.metadata.namespace ?? "",
+      name: svc.metadata.name,
+      selector: svc.spec.selector,
+      ipv4ClusterIP: clusterIPOf(svc.spec, "IPv4"),
+      ipv6ClusterIP: clusterIPOf(svc.spec, "IPv6"),
+      endpointNodes: this.caches.endpointSlices.store
+        .byIndex("service", keyOf(svc))
+        .flatMap((slice) => slice.nodeNames),
+      cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
+    }));
+    const cidrs = this.caches.serviceCIDRs?.store.list().flatMap((c) => c.spec.cidrs ?? []) ?? [];
+    let ipv6InUse = 0;
+    for (const svc of this.caches.services.store.list()) if (clusterIPOf(svc.spec, "IPv6")) ipv6InUse++;
+    const findings = cachedFindings({
+      cidrs,
+      ipv6ClusterIPsInUse: ipv6InUse,
+      nodes: this.caches.nodes.store
+        .list()
+        .map((n) => ({ name: n.metadata.name, internalIPs: n.internalIPs, podCIDRs: n.podCIDRs })),
+      networkPolicies: this.caches.networkPolicies.store.list().map((p) => p.info),
+      services: selected,
+    });
+    if (!this.caches.serviceCIDRs) findings.splice(0, findings.filter((f) => f.kind === "ServiceRange").length);
+
+    const uid = plan.metadata.uid ?? "";
+    const generation = plan.metadata.generation ?? 0;
+    const now = this.clock.now();
+    const last = this.scans.get(uid);
+    const lastBatch = Date.parse(plan.status?.currentBatch?.finishedAt ?? "") || 0;
+    const due =
+      !last ||
+      last.generation !== generation ||
+      now - last.at >= this.preflightIntervalMs ||
+      ((plan.spec.targetPhase ?? "Audit") === "IPv6Only" && lastBatch >= last.at);
+    let scan = last;
+    if (due) {
+      const result = await scanWorkloads(this.client, selected);
+      scan = { generation, at: now, findings: result.findings };
+      this.scans.set(uid, scan);
+      this.log.debug("preflight scan", { plan: plan.metadata.name, pods: result.pods, configMaps: result.configMaps });
+    }
+    findings.push(...(scan?.findings ?? []));
+
+    // An Event for each finding the first time this process sees it for the plan.
+    const reported = this.reportedFindings.get(uid) ?? new Set<string>();
+    const current = new Set<string>();
+    for (const f of findings) {
+      const id = `${f.object}|${f.reason}|${f.message}`;
+      current.add(id);
+      if (!reported.has(id)) {
+        this.events.event(
+          planRef(plan),
+          f.severity === "Info" ? "Normal" : "Warning",
+          "PreflightFinding",
+          `${f.severity} ${f.kind} ${f.object}: ${f.message}`,
+        );
+      }
+    }
+    this.reportedFindings.set(uid, current);
+    return { status: preflightStatus(findings), blocking: blockingByService(findings) };
   }
 
   /** The cached plan, with the status this process wrote if the cache has not caught up with it yet. */
@@ -449,12 +550,14 @@ export class MigrationPlanReconciler implements Reconciler {
     batch?: MigrationPlanStatus["currentBatch"],
     capable?: Capability,
     requeueAfterMs?: number,
+    preflight?: PreflightStatus,
   ): Promise<ReconcileResult> {
     const status = computeStatus({
       plan,
       tally,
       stalled,
       batch,
+      preflight,
       clusterDualStackCapable: capable ?? { status: undefined, message: "" },
       now: () => new Date(this.clock.now()).toISOString(),
     });

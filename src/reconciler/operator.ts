@@ -24,6 +24,14 @@ import {
   type ServiceCIDR,
 } from "./migrationplan.js";
 import { servesServiceCIDRs } from "./precondition.js";
+import {
+  NETWORK_POLICIES,
+  NODES,
+  trimNetworkPolicy,
+  trimNode,
+  type NetworkPolicyObject,
+  type NodeObject,
+} from "./preflight.js";
 
 export interface OperatorOptions {
   client: KubeClient;
@@ -33,6 +41,8 @@ export interface OperatorOptions {
   leaderElect: boolean;
   leaderElectionNamespace: string;
   workers?: number;
+  /** How often Pods and ConfigMaps are rescanned for preflight findings when nothing else asks for a scan. */
+  preflightIntervalMs?: number;
 }
 
 /** Checks what the operator cannot run without, with a message a person can act on. */
@@ -105,13 +115,18 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     ? manager.addInformer(new Informer<ServiceCIDR>(client, SERVICE_CIDRS, { logger }))
     : undefined;
   if (!serviceCIDRs) logger.info("ServiceCIDR is not served: the IPv6 precondition is checked with a dry run");
+  const nodes = manager.addInformer(new Informer<NodeObject>(client, NODES, { logger, transform: trimNode }));
+  const networkPolicies = manager.addInformer(
+    new Informer<NetworkPolicyObject>(client, NETWORK_POLICIES, { logger, transform: trimNetworkPolicy }),
+  );
   const events = new EventRecorder(client, { component: "ipv6-migration-operator", logger });
   const reconciler = new MigrationPlanReconciler(
     client,
-    { plans, services, namespaces, endpointSlices, serviceCIDRs },
+    { plans, services, namespaces, endpointSlices, serviceCIDRs, nodes, networkPolicies },
     events,
     logger,
     realClock,
+    options.preflightIntervalMs,
   );
   const controller = new Controller({
     name: "migrationplan",
@@ -124,6 +139,8 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   controller.watch(services, (svc) => reconciler.plansFor(svc));
   controller.watch(namespaces, () => reconciler.allPlans());
   if (serviceCIDRs) controller.watch(serviceCIDRs, () => reconciler.allPlans());
+  controller.watch(nodes, () => reconciler.allPlans());
+  controller.watch(networkPolicies, () => reconciler.allPlans());
   controller.watch(endpointSlices, (slice) => {
     const name = slice.metadata.labels?.[SERVICE_NAME_LABEL];
     const svc = name ? services.store.get(`${slice.metadata.namespace ?? ""}/${name}`) : undefined;

@@ -222,6 +222,7 @@ describe("migration/plan: settingsOf", () => {
       dualStackPolicy: "PreferDualStack",
       requireIPv6Endpoints: true,
       allowLoadBalancerRecreate: false,
+      requirePreflight: true,
     });
   });
 
@@ -229,15 +230,17 @@ describe("migration/plan: settingsOf", () => {
     const p = plan("p", {
       targetPhase: "IPv6Only",
       dualStack: { ipFamilyPolicy: "RequireDualStack" },
-      ipv6Only: { requireIPv6Endpoints: false, allowLoadBalancerRecreate: true },
+      ipv6Only: { requireIPv6Endpoints: false, allowLoadBalancerRecreate: true, requirePreflight: false },
     });
-    assert.deepEqual(settingsOf(p), {
+    assert.deepEqual(settingsOf(p, "2026-01-01T00:00:00.000Z"), {
+      now: "2026-01-01T00:00:00.000Z",
       plan: "p",
       planGeneration: 1,
       target: "IPv6Only",
       dualStackPolicy: "RequireDualStack",
       requireIPv6Endpoints: false,
       allowLoadBalancerRecreate: true,
+      requirePreflight: false,
     });
   });
 });
@@ -469,7 +472,9 @@ describe("migration/plan: computeStatus", () => {
     assert.equal(statusOf(status, CONDITIONS.reconciling), "True");
     assert.equal(condition(status, CONDITIONS.reconciling).reason, "ServicesBlocked");
     assert.equal(statusOf(status, CONDITIONS.ready), "False");
-    assert.equal(statusOf(status, CONDITIONS.ipv6OnlyComplete), "True", "every Service that can move has moved");
+    assert.equal(statusOf(status, CONDITIONS.ipv6OnlyComplete), "False", "a blocked Service has not moved");
+    assert.equal(condition(status, CONDITIONS.ipv6OnlyComplete).reason, "InProgress");
+    assert.equal(statusOf(status, CONDITIONS.dualStackComplete), "True", "it is dual-stack already");
   });
 
   it("failed or drifted Services keep Ready False with ServicesNeedAttention", () => {

@@ -14,7 +14,7 @@ import {
   type PodInfo,
   type SelectedService,
 } from "../../src/migration/preflight.js";
-import { podInfo } from "../../src/reconciler/preflight-scan.js";
+import { podInfo } from "../../src/reconciler/preflight.js";
 
 const svc = (name: string, extra: Partial<SelectedService> = {}): SelectedService => ({
   key: `shop/${name}`,

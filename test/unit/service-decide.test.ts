@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   APPLIED_ANNOTATION,
   CUTOVER_ANNOTATION,
+  CUTOVER_TIME_ANNOTATION,
   HOLD_ANNOTATION,
   ORIGINAL_ANNOTATION,
   PLAN_ANNOTATION,
@@ -70,6 +71,7 @@ function settings(target: TargetPhase, extra: Partial<PlanSettings> = {}): PlanS
     dualStackPolicy: "PreferDualStack",
     requireIPv6Endpoints: true,
     allowLoadBalancerRecreate: false,
+    requirePreflight: true,
     ...extra,
   };
 }
@@ -204,6 +206,7 @@ const CLEARED_METADATA = {
     [APPLIED_ANNOTATION]: null,
     [PLAN_ANNOTATION]: null,
     [HOLD_ANNOTATION]: null,
+    [CUTOVER_TIME_ANNOTATION]: null,
   },
 };
 
@@ -1114,6 +1117,7 @@ describe("migration/service: restorePatch", () => {
           [APPLIED_ANNOTATION]: null,
           [PLAN_ANNOTATION]: null,
           [HOLD_ANNOTATION]: null,
+          [CUTOVER_TIME_ANNOTATION]: null,
         },
       },
       spec: { externalName: null, ...restore },
@@ -1128,7 +1132,13 @@ describe("migration/service: restorePatch", () => {
       assert.deepEqual(restorePatch(record(applied, state), restore, true), {
         metadata: {
           labels: { [STATE_LABEL]: state },
-          annotations: { [CUTOVER_ANNOTATION]: null, [APPLIED_ANNOTATION]: applied, [PLAN_ANNOTATION]: PLAN },
+          annotations: {
+            [CUTOVER_ANNOTATION]: null,
+            [APPLIED_ANNOTATION]: applied,
+            [PLAN_ANNOTATION]: PLAN,
+            // No startedAt in this record, so no cutover time to keep (the stale-link check needs one).
+            [CUTOVER_TIME_ANNOTATION]: null,
+          },
         },
         spec: { externalName: null, ...restore },
       });
@@ -1141,6 +1151,16 @@ describe("migration/service: restorePatch", () => {
     assert.equal(metadata.annotations[CUTOVER_ANNOTATION], null);
     assert.equal(ORIGINAL_ANNOTATION in metadata.annotations, false);
     assert.deepEqual(patch.spec, { externalName: null, ...snapshot });
+  });
+
+  it("the final restore of a cutover to IPv6-only records when it started, for the stale service-link check", () => {
+    const patch = restorePatch(
+      { ...record("IPv6Only", "ipv6-only"), startedAt: "2026-01-01T00:00:00.000Z" },
+      restore,
+      true,
+    );
+    const metadata = patch.metadata as { annotations: Record<string, string | null> };
+    assert.equal(metadata.annotations[CUTOVER_TIME_ANNOTATION], "2026-01-01T00:00:00.000Z");
   });
 
   it("the restore patch of a decided cutover brings back the type, nodePorts and requested address", () => {
@@ -1160,7 +1180,12 @@ describe("migration/service: restorePatch", () => {
     });
     assert.deepEqual(patch.metadata, {
       labels: { [STATE_LABEL]: "ipv6-only" },
-      annotations: { [CUTOVER_ANNOTATION]: null, [APPLIED_ANNOTATION]: "IPv6Only", [PLAN_ANNOTATION]: PLAN },
+      annotations: {
+        [CUTOVER_ANNOTATION]: null,
+        [APPLIED_ANNOTATION]: "IPv6Only",
+        [PLAN_ANNOTATION]: PLAN,
+        [CUTOVER_TIME_ANNOTATION]: null,
+      },
     });
   });
 });

@@ -1,19 +1,37 @@
+// Preflight I/O. Nodes and NetworkPolicies are small and cached by informers (trimmed to what the checks read).
 // Pods and ConfigMaps can be huge, so the operator never caches them: it scans them with paginated LISTs and
 // keeps only the findings, page by page, so memory stays flat however many there are.
 import { core, type KubeClient, type ResourceType } from "../runtime/client.js";
 import type { KubeObject } from "../runtime/object.js";
+import type { PreflightStatus } from "../migration/api.js";
 import {
+  endpointNodeFindings,
   hardcodedIPFindings,
+  ipv4OnlyNodes,
+  networkPolicyFindings,
+  nodeFindings,
+  serviceRangeFindings,
   staleServiceLinkFindings,
   workloadOf,
   type ConfigMapInfo,
   type Finding,
+  type IPBlockPeer,
+  type NetworkPolicyInfo,
+  type NodeInfo,
   type PodInfo,
   type SelectedService,
 } from "../migration/preflight.js";
 
 export const PODS = core("pods", "Pod");
 export const CONFIGMAPS = core("configmaps", "ConfigMap");
+export const NODES = core("nodes", "Node", false);
+export const NETWORK_POLICIES: ResourceType = {
+  group: "networking.k8s.io",
+  version: "v1",
+  resource: "networkpolicies",
+  kind: "NetworkPolicy",
+  namespaced: true,
+};
 
 interface Container {
   name: string;
@@ -128,3 +146,92 @@ function mergeStaleLinks(findings: Finding[]): Finding[] {
   }
   return out;
 }
+
+/** A Node as the cache holds it. */
+export interface NodeObject extends KubeObject {
+  internalIPs: string[];
+  podCIDRs: string[];
+}
+
+/** A NetworkPolicy as the cache holds it: only its pod selector and ipBlocks. */
+export interface NetworkPolicyObject extends KubeObject {
+  info: NetworkPolicyInfo;
+}
+
+export function trimNode(raw: KubeObject): NodeObject {
+  const node = raw as KubeObject & {
+    spec?: { podCIDRs?: string[]; podCIDR?: string };
+    status?: { addresses?: { type: string; address: string }[] };
+  };
+  return {
+    metadata: { name: node.metadata.name, resourceVersion: node.metadata.resourceVersion },
+    internalIPs: (node.status?.addresses ?? []).filter((a) => a.type === "InternalIP").map((a) => a.address),
+    podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
+  };
+}
+
+type RawPeer = { ipBlock?: IPBlockPeer };
+export function trimNetworkPolicy(raw: KubeObject): NetworkPolicyObject {
+  const np = raw as KubeObject & {
+    spec?: {
+      podSelector?: NetworkPolicyInfo["podSelector"];
+      ingress?: { from?: RawPeer[] }[];
+      egress?: { to?: RawPeer[] }[];
+    };
+  };
+  const peers = (list: RawPeer[] | undefined) => (list ?? []).map((p) => (p.ipBlock ? { ipBlock: p.ipBlock } : {}));
+  return {
+    metadata: {
+      name: np.metadata.name,
+      namespace: np.metadata.namespace,
+      resourceVersion: np.metadata.resourceVersion,
+    },
+    info: {
+      namespace: np.metadata.namespace ?? "",
+      name: np.metadata.name,
+      podSelector: np.spec?.podSelector ?? {},
+      ingress: (np.spec?.ingress ?? []).map((r) => ({ from: peers(r.from) })),
+      egress: (np.spec?.egress ?? []).map((r) => ({ to: peers(r.to) })),
+    },
+  };
+}
+
+export interface PreflightInputs {
+  cidrs: string[];
+  ipv6ClusterIPsInUse: number;
+  nodes: NodeInfo[];
+  networkPolicies: NetworkPolicyInfo[];
+  services: SelectedService[];
+}
+
+/** The findings that come from cached objects (cheap: computed on every reconcile). */
+export function cachedFindings(inputs: PreflightInputs): Finding[] {
+  const namespaces = new Set(inputs.services.map((s) => s.namespace));
+  return [
+    ...serviceRangeFindings(inputs.cidrs, inputs.ipv6ClusterIPsInUse),
+    ...nodeFindings(inputs.nodes),
+    ...endpointNodeFindings(inputs.services, ipv4OnlyNodes(inputs.nodes)),
+    ...inputs.networkPolicies
+      .filter((p) => namespaces.has(p.namespace))
+      .flatMap((p) => networkPolicyFindings(p, inputs.services)),
+  ];
+}
+
+/** The status section: counts by kind, and the most severe findings first, at most 50. */
+export function preflightStatus(findings: Finding[]): PreflightStatus {
+  const rank: Record<string, number> = { Blocking: 0, Warning: 1, Info: 2 };
+  const sorted = [...findings].sort(
+    (a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3) || a.object.localeCompare(b.object),
+  );
+  const counts: Record<string, number> = {};
+  for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1;
+  return {
+    counts,
+    findings: sorted
+      .slice(0, MAX_FINDINGS)
+      .map(({ kind, severity, object, reason, message }) => ({ kind, severity, object, reason, message })),
+    ...(sorted.length > MAX_FINDINGS ? { findingsTruncated: sorted.length - MAX_FINDINGS } : {}),
+  };
+}
+
+const MAX_FINDINGS = 50;
