@@ -24,7 +24,7 @@ function auditJSON(kubeconfig: string, args: string[] = []): Promise<AuditReport
       process.execPath,
       [CLI, "audit", "-o", "json", `--kubeconfig=${kubeconfig}`, ...args],
       (err, stdout, stderr) => {
-        if (err && (err as { code?: number }).code !== 3) return reject(new Error(stderr || String(err)));
+        if (err && (err as { code?: number }).code !== 3) return reject(new Error(stderr || err.message));
         resolve(JSON.parse(stdout) as AuditReport);
       },
     );
