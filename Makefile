@@ -57,6 +57,13 @@ test-unit: build
 test-integration: build testenv
 	node dist/test/run.js --integration
 
+# The full fault suite (a short version of it runs in make test).
+test-faults: build testenv
+	node dist/test/run.js --faults
+
+bench: build testenv
+	node dist/bench/run.js
+
 demo: build testenv
 	node dist/src/cli/main.js demo $(DEMO_ARGS)
 

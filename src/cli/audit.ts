@@ -8,7 +8,7 @@ import type { MigrationPlan } from "../migration/api.js";
 import { selects, settingsOf } from "../migration/plan.js";
 import { clusterIPOf, decide, familyState, shapeOf, trimService, type Service } from "../migration/service.js";
 import { CUTOVER_TIME_ANNOTATION } from "../migration/api.js";
-import { blockingByService, type Finding, type SelectedService } from "../migration/preflight.js";
+import { blockingByService, serviceRangeFindings, type Finding, type SelectedService } from "../migration/preflight.js";
 import {
   cachedFindings,
   NETWORK_POLICIES,
@@ -202,16 +202,18 @@ async function preflightFindings(
         (c) => c.spec?.cidrs ?? [],
       )
     : [];
-  const findings = cachedFindings({
-    cidrs,
-    ipv6ClusterIPsInUse: allServices.filter((s) => clusterIPOf(s.spec, "IPv6")).length,
-    nodes: nodes.items
-      .map(trimNode)
-      .map((n) => ({ name: n.metadata.name, internalIPs: n.internalIPs, podCIDRs: n.podCIDRs })),
-    networkPolicies: policies.items.map((p) => trimNetworkPolicy(p).info),
-    services: selectedInfo,
-  });
-  if (cidrs.length === 0) findings.splice(0, findings.filter((f) => f.kind === "ServiceRange").length);
+  const findings = cidrs.length
+    ? serviceRangeFindings(cidrs, allServices.filter((s) => clusterIPOf(s.spec, "IPv6")).length)
+    : [];
+  findings.push(
+    ...cachedFindings({
+      nodes: nodes.items
+        .map(trimNode)
+        .map((n) => ({ name: n.metadata.name, internalIPs: n.internalIPs, podCIDRs: n.podCIDRs })),
+      networkPolicies: policies.items.map((p) => trimNetworkPolicy(p).info),
+      services: selectedInfo,
+    }),
+  );
   findings.push(...(await scanWorkloads(client, selectedInfo)).findings);
   return findings;
 }

@@ -50,7 +50,7 @@ import {
   type NetworkPolicyObject,
   type NodeObject,
 } from "./preflight.js";
-import { blockingByService, type Finding, type SelectedService } from "../migration/preflight.js";
+import { blockingByService, serviceRangeFindings, type Finding, type SelectedService } from "../migration/preflight.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 
 export type Namespace = KubeObject;
@@ -327,19 +327,13 @@ export class MigrationPlanReconciler implements Reconciler {
         .flatMap((slice) => slice.nodeNames),
       cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
     }));
-    const cidrs = this.caches.serviceCIDRs?.store.list().flatMap((c) => c.spec.cidrs ?? []) ?? [];
-    let ipv6InUse = 0;
-    for (const svc of this.caches.services.store.list()) if (clusterIPOf(svc.spec, "IPv6")) ipv6InUse++;
     const findings = cachedFindings({
-      cidrs,
-      ipv6ClusterIPsInUse: ipv6InUse,
       nodes: this.caches.nodes.store
         .list()
         .map((n) => ({ name: n.metadata.name, internalIPs: n.internalIPs, podCIDRs: n.podCIDRs })),
       networkPolicies: this.caches.networkPolicies.store.list().map((p) => p.info),
       services: selected,
     });
-    if (!this.caches.serviceCIDRs) findings.splice(0, findings.filter((f) => f.kind === "ServiceRange").length);
 
     const uid = plan.metadata.uid ?? "";
     const generation = plan.metadata.generation ?? 0;
@@ -354,7 +348,14 @@ export class MigrationPlanReconciler implements Reconciler {
     let scan = last;
     if (due) {
       const result = await scanWorkloads(this.client, selected);
-      scan = { generation, at: now, findings: result.findings };
+      const ranges: Finding[] = [];
+      if (this.caches.serviceCIDRs) {
+        let ipv6InUse = 0;
+        for (const svc of this.caches.services.store.list()) if (clusterIPOf(svc.spec, "IPv6")) ipv6InUse++;
+        const cidrs = this.caches.serviceCIDRs.store.list().flatMap((c) => c.spec.cidrs ?? []);
+        ranges.push(...serviceRangeFindings(cidrs, ipv6InUse));
+      }
+      scan = { generation, at: now, findings: [...ranges, ...result.findings] };
       this.scans.set(uid, scan);
       this.log.debug("preflight scan", { plan: plan.metadata.name, pods: result.pods, configMaps: result.configMaps });
     }

@@ -10,7 +10,6 @@ import {
   ipv4OnlyNodes,
   networkPolicyFindings,
   nodeFindings,
-  serviceRangeFindings,
   staleServiceLinkFindings,
   workloadOf,
   type ConfigMapInfo,
@@ -204,11 +203,14 @@ export interface PreflightInputs {
   services: SelectedService[];
 }
 
-/** The findings that come from cached objects (cheap: computed on every reconcile). */
-export function cachedFindings(inputs: PreflightInputs): Finding[] {
+/**
+ * The findings that come from cached objects (cheap: computed on every reconcile). The Service-range finding,
+ * whose message counts the IPv6 ClusterIPs in use cluster-wide, is not among them: it is refreshed with each
+ * scan, so that every Service created elsewhere does not rewrite every plan's status.
+ */
+export function cachedFindings(inputs: Omit<PreflightInputs, "cidrs" | "ipv6ClusterIPsInUse">): Finding[] {
   const namespaces = new Set(inputs.services.map((s) => s.namespace));
   return [
-    ...serviceRangeFindings(inputs.cidrs, inputs.ipv6ClusterIPsInUse),
     ...nodeFindings(inputs.nodes),
     ...endpointNodeFindings(inputs.services, ipv4OnlyNodes(inputs.nodes)),
     ...inputs.networkPolicies
