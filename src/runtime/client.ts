@@ -161,20 +161,27 @@ export class KubeClient {
       body = JSON.stringify(options.body);
     }
     const verb = describeVerb(method, url);
+    // A timer cleared as soon as the response is read, not AbortSignal.timeout(): that one keeps its signal, and
+    // through the signal's listeners the request and its body, alive until it fires.
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new DOMException("request timed out", "TimeoutError")), 60_000);
     let response;
+    let text: string;
     try {
       response = await fetch(url, {
         method,
         headers,
         body,
         dispatcher: ctx.getDispatcher(),
-        signal: options.signal ?? AbortSignal.timeout(60_000),
+        signal: options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal,
       });
+      text = await response.text();
     } catch (err) {
       this.observe(verb, path, 0);
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
-    const text = await response.text();
     this.observe(verb, path, response.status);
     if (response.status >= 200 && response.status < 300) {
       return (text ? JSON.parse(text) : {}) as T;
