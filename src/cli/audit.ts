@@ -7,8 +7,7 @@ import { keyOf, type KubeObject } from "../runtime/object.js";
 import type { MigrationPlan } from "../migration/api.js";
 import { selects, settingsOf } from "../migration/plan.js";
 import { clusterIPOf, decide, familyState, shapeOf, trimService, type Service } from "../migration/service.js";
-import { CUTOVER_TIME_ANNOTATION } from "../migration/api.js";
-import { blockingByService, serviceRangeFindings, type Finding, type SelectedService } from "../migration/preflight.js";
+import { blockingByService, selectedService, serviceRangeFindings, type Finding } from "../migration/preflight.js";
 import {
   cachedFindings,
   NETWORK_POLICIES,
@@ -183,16 +182,7 @@ async function preflightFindings(
     const nodes = (slice.endpoints ?? []).filter((e) => e.conditions?.ready !== false).map((e) => e.nodeName ?? "");
     nodesBySvc.set(key, [...(nodesBySvc.get(key) ?? []), ...nodes.filter(Boolean)]);
   }
-  const selectedInfo: SelectedService[] = selected.map((svc) => ({
-    key: keyOf(svc),
-    namespace: svc.metadata.namespace ?? "",
-    name: svc.metadata.name,
-    selector: svc.spec.selector,
-    ipv4ClusterIP: clusterIPOf(svc.spec, "IPv4"),
-    ipv6ClusterIP: clusterIPOf(svc.spec, "IPv6"),
-    endpointNodes: nodesBySvc.get(keyOf(svc)) ?? [],
-    cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
-  }));
+  const selectedInfo = selected.map((svc) => selectedService(svc, nodesBySvc.get(keyOf(svc)) ?? []));
   const [nodes, policies] = await Promise.all([
     client.listAll<KubeObject>(NODES),
     client.listAll<KubeObject>(NETWORK_POLICIES),

@@ -2,8 +2,10 @@
 // functions over trimmed objects; the reconciler gathers them (informers for Nodes and NetworkPolicies,
 // paginated scans for Pods and ConfigMaps) and the CLI's audit prints the same findings.
 import ipaddr from "ipaddr.js";
+import { keyOf } from "../runtime/object.js";
 import { matchesSelector } from "./plan.js";
-import type { LabelSelector } from "./api.js";
+import { CUTOVER_TIME_ANNOTATION, type LabelSelector } from "./api.js";
+import { clusterIPOf, type Service } from "./service.js";
 
 export type Severity = "Info" | "Warning" | "Blocking";
 
@@ -58,6 +60,20 @@ export interface SelectedService {
   endpointNodes: string[];
   /** When the cutover to IPv6-only finished, if it did. */
   cutoverTime?: string;
+}
+
+/** What the checks read of a selected Service, given the nodes of its ready endpoints. */
+export function selectedService(svc: Service, endpointNodes: string[]): SelectedService {
+  return {
+    key: keyOf(svc),
+    namespace: svc.metadata.namespace ?? "",
+    name: svc.metadata.name,
+    selector: svc.spec.selector,
+    ipv4ClusterIP: clusterIPOf(svc.spec, "IPv4"),
+    ipv6ClusterIP: clusterIPOf(svc.spec, "IPv6"),
+    endpointNodes,
+    cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
+  };
 }
 
 export interface PodInfo {

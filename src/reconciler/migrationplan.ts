@@ -16,7 +16,6 @@ import {
   PLAN_ANNOTATION,
   STATE_LABEL,
   VERSION,
-  CUTOVER_TIME_ANNOTATION,
   type MigrationPlan,
   type MigrationPlanStatus,
   type PreflightStatus,
@@ -50,7 +49,7 @@ import {
   type NetworkPolicyObject,
   type NodeObject,
 } from "./preflight.js";
-import { blockingByService, serviceRangeFindings, type Finding, type SelectedService } from "../migration/preflight.js";
+import { blockingByService, selectedService, serviceRangeFindings, type Finding } from "../migration/preflight.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 
 export type Namespace = KubeObject;
@@ -315,18 +314,12 @@ export class MigrationPlanReconciler implements Reconciler {
     plan: MigrationPlan,
     owned: Service[],
   ): Promise<{ status: PreflightStatus; blocking: Map<string, Finding[]> }> {
-    const selected: SelectedService[] = owned.map((svc) => ({
-      key: keyOf(svc),
-      namespace: svc.metadata.namespace ?? "",
-      name: svc.metadata.name,
-      selector: svc.spec.selector,
-      ipv4ClusterIP: clusterIPOf(svc.spec, "IPv4"),
-      ipv6ClusterIP: clusterIPOf(svc.spec, "IPv6"),
-      endpointNodes: this.caches.endpointSlices.store
-        .byIndex("service", keyOf(svc))
-        .flatMap((slice) => slice.nodeNames),
-      cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
-    }));
+    const selected = owned.map((svc) =>
+      selectedService(
+        svc,
+        this.caches.endpointSlices.store.byIndex("service", keyOf(svc)).flatMap((slice) => slice.nodeNames),
+      ),
+    );
     const findings = cachedFindings({
       nodes: this.caches.nodes.store
         .list()
