@@ -137,6 +137,18 @@ export class KubeClient {
     this.userAgent = userAgent;
   }
 
+  /**
+   * client-node builds a new undici Agent (so a new TLS connection) on every applySecurityAuthentication; the
+   * first one is kept and reused, so requests share a connection pool. Auth headers are still applied per request,
+   * so rotating tokens keep working.
+   */
+  private dispatcher: ReturnType<RequestContext["getDispatcher"]>;
+
+  private dispatcherOf(ctx: RequestContext): ReturnType<RequestContext["getDispatcher"]> {
+    this.dispatcher ??= ctx.getDispatcher();
+    return this.dispatcher;
+  }
+
   onRequest(observer: RequestObserver): void {
     this.observers.push(observer);
   }
@@ -172,7 +184,7 @@ export class KubeClient {
         method,
         headers,
         body,
-        dispatcher: ctx.getDispatcher(),
+        dispatcher: this.dispatcherOf(ctx),
         signal: options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal,
       });
       text = await response.text();
