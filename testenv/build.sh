@@ -3,7 +3,8 @@
 #   build.sh          the test control plane: etcd, kube-apiserver and kubectl, kept per pinned version and
 #                     reused when present; TESTENV_BIN_DIR names a directory of existing binaries instead.
 #   build.sh --tools  the small test helpers (kstatus-check: kstatus as Flux computes it; lua-health: Argo CD's
-#                     Lua interpreter), rebuilt whenever their source or go.sum changes, whatever TESTENV_BIN_DIR.
+#                     Lua interpreter; informer-baseline: client-go's Service informer, the benchmarks' memory
+#                     floor), rebuilt whenever their source or go.sum changes, whatever TESTENV_BIN_DIR.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -23,7 +24,7 @@ if [ "${1:-}" = "--tools" ]; then
   mkdir -p "$tools"
   exec 9>"$tools/.lock"
   flock 9
-  for tool in kstatus-check lua-health; do
+  for tool in kstatus-check lua-health informer-baseline; do
     sum=$(cat "$here/kube/go.sum" "$here/kube/cmd/$tool"/*.go | sha256sum | cut -c1-16)
     if [ ! -x "$tools/$tool" ] || [ "$(cat "$tools/$tool.sum" 2>/dev/null)" != "$sum" ]; then
       build kube "./cmd/$tool" "$tools/$tool" ""
