@@ -1,11 +1,12 @@
 // The MigrationPlan reconciler: reads the caches, asks src/migration what each selected Service becomes next,
 // makes the writes of one batch, and writes the plan's status (at most once per reconcile, and only on change).
-import { isForbidden, SERVICES, type KubeClient, ApiError, isConflict, isNotFound } from "../runtime/client.js";
+import { isForbidden, type KubeClient, ApiError, isConflict, isNotFound } from "../runtime/client.js";
 import type { Clock } from "../runtime/clock.js";
 import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
 import type { Informer } from "../runtime/informer.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
+import { WriteExpectations } from "../runtime/expectations.js";
 import { keyOf, type KubeObject } from "../runtime/object.js";
 import {
   FIELD_MANAGER,
@@ -81,6 +82,8 @@ export interface Caches {
 const CONCURRENCY = 8;
 const STALL_RETRY_MS = 60_000;
 const PROBE_TTL_MS = 300_000;
+/** A safety net only: the watch event of the write itself reconciles the plan again. */
+const CACHE_CATCH_UP_MS = 5_000;
 
 type Stall = { reason: string; message: string };
 
@@ -96,6 +99,7 @@ export class MigrationPlanReconciler implements Reconciler {
    * reconcile in that window must still see the last batch (for the pause) and not write the same status again.
    */
   private readonly written = new Map<string, { generation: number; status: MigrationPlanStatus }>();
+  private readonly expectations: WriteExpectations;
   /**
    * A stall found by a write (Forbidden) holds until the plan changes, or until a retry after STALL_RETRY_MS
    * succeeds: without this the next reconcile, which makes no write during the pause, would report it cleared.
@@ -113,7 +117,8 @@ export class MigrationPlanReconciler implements Reconciler {
     private readonly clock: Clock,
     private readonly preflightIntervalMs = 300_000,
   ) {
-    this.writer = new ServiceWriter(client, log);
+    this.expectations = new WriteExpectations(clock);
+    this.writer = new ServiceWriter(client, log, this.expectations);
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -199,6 +204,17 @@ export class MigrationPlanReconciler implements Reconciler {
         continue;
       }
       owned.push(svc);
+    }
+
+    // Not before the cache has seen this process's own writes: a Service as it was before them would count as still
+    // to move (the status would go backwards) and be moved again. Their watch events reconcile the plan again.
+    const behind = owned.filter((svc) => !this.expectations.satisfied(keyOf(svc), svc.metadata.resourceVersion));
+    if (behind.length > 0) {
+      this.log.debug("waiting for the cache to see this process's writes", {
+        plan: plan.metadata.name,
+        services: behind.length,
+      });
+      return { requeueAfterMs: CACHE_CATCH_UP_MS };
     }
 
     const preflight = await this.preflight(plan, owned);
@@ -479,22 +495,13 @@ export class MigrationPlanReconciler implements Reconciler {
         result = await this.writer.resume(svc, decision.record);
         break;
       case "block":
-        await this.client.patch(
-          SERVICES,
-          svc.metadata.namespace,
-          svc.metadata.name,
-          {
-            metadata: {
-              labels: { [STATE_LABEL]: "blocked" },
-              annotations: {
-                [PLAN_ANNOTATION]: plan.metadata.name,
-                [ORIGINAL_ANNOTATION]: JSON.stringify(originalSpec(svc) ?? restorableSpec(svc.spec)),
-              },
-            },
+        await this.writer.mark(svc, {
+          labels: { [STATE_LABEL]: "blocked" },
+          annotations: {
+            [PLAN_ANNOTATION]: plan.metadata.name,
+            [ORIGINAL_ANNOTATION]: JSON.stringify(originalSpec(svc) ?? restorableSpec(svc.spec)),
           },
-          "merge",
-          { fieldManager: FIELD_MANAGER },
-        );
+        });
         this.events.event(
           planRef(plan),
           "Warning",
@@ -519,19 +526,10 @@ export class MigrationPlanReconciler implements Reconciler {
 
   private async recordHold(svc: Service, hold: Hold): Promise<void> {
     try {
-      await this.client.patch(
-        SERVICES,
-        svc.metadata.namespace,
-        svc.metadata.name,
-        {
-          metadata: {
-            labels: { [STATE_LABEL]: hold.kind === "Drifted" ? "drifted" : "failed" },
-            annotations: { [HOLD_ANNOTATION]: JSON.stringify(hold) },
-          },
-        },
-        "merge",
-        { fieldManager: FIELD_MANAGER },
-      );
+      await this.writer.mark(svc, {
+        labels: { [STATE_LABEL]: hold.kind === "Drifted" ? "drifted" : "failed" },
+        annotations: { [HOLD_ANNOTATION]: JSON.stringify(hold) },
+      });
     } catch (err) {
       this.log.warn("could not record the hold on the Service", { service: keyOf(svc), error: errorMessage(err) });
     }

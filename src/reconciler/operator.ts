@@ -19,6 +19,7 @@ import { trimService, type Service } from "../migration/service.js";
 import {
   MigrationPlanReconciler,
   SERVICE_NAME_LABEL,
+  type Caches,
   type EndpointSlice,
   type Namespace,
   type ServiceCIDR,
@@ -83,6 +84,36 @@ const trimMeta = (raw: KubeObject): Namespace => ({
   metadata: { name: raw.metadata.name, resourceVersion: raw.metadata.resourceVersion, labels: raw.metadata.labels },
 });
 
+/** The reconciler's caches, each trimmed to what it reads; not started. */
+export async function buildCaches(client: KubeClient, logger: Logger): Promise<Caches> {
+  const plans = new Informer<MigrationPlan>(client, MIGRATION_PLANS, { logger });
+  const services = new Informer<Service>(client, SERVICES, {
+    logger,
+    transform: (raw) => trimService(raw),
+  });
+  const namespaces = new Informer<Namespace>(client, NAMESPACES, { logger, transform: trimMeta });
+  const endpointSlices = new Informer<EndpointSlice>(client, ENDPOINT_SLICES, {
+    logger,
+    transform: trimEndpointSlice,
+    indexers: {
+      service: (s) => {
+        const svc = s.metadata.labels?.[SERVICE_NAME_LABEL];
+        return svc ? [`${s.metadata.namespace ?? ""}/${svc}`] : [];
+      },
+    },
+  });
+  const serviceCIDRs = (await servesServiceCIDRs(client))
+    ? new Informer<ServiceCIDR>(client, SERVICE_CIDRS, { logger })
+    : undefined;
+  if (!serviceCIDRs) logger.info("ServiceCIDR is not served: the IPv6 precondition is checked with a dry run");
+  const nodes = new Informer<NodeObject>(client, NODES, { logger, transform: trimNode });
+  const networkPolicies = new Informer<NetworkPolicyObject>(client, NETWORK_POLICIES, {
+    logger,
+    transform: trimNetworkPolicy,
+  });
+  return { plans, services, namespaces, endpointSlices, serviceCIDRs, nodes, networkPolicies };
+}
+
 export async function buildOperator(options: OperatorOptions): Promise<Manager> {
   const { client, logger } = options;
   const manager = new Manager({
@@ -94,35 +125,19 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
       ? { namespace: options.leaderElectionNamespace, name: "ipv6-migration-operator.ipv6migration.io" }
       : undefined,
   });
-  const plans = manager.addInformer(new Informer<MigrationPlan>(client, MIGRATION_PLANS, { logger }));
-  const services = manager.addInformer(
-    new Informer<Service>(client, SERVICES, { logger, transform: (raw) => trimService(raw as Service) }),
-  );
-  const namespaces = manager.addInformer(new Informer<Namespace>(client, NAMESPACES, { logger, transform: trimMeta }));
-  const endpointSlices = manager.addInformer(
-    new Informer<EndpointSlice>(client, ENDPOINT_SLICES, {
-      logger,
-      transform: trimEndpointSlice,
-      indexers: {
-        service: (s) => {
-          const svc = s.metadata.labels?.[SERVICE_NAME_LABEL];
-          return svc ? [`${s.metadata.namespace ?? ""}/${svc}`] : [];
-        },
-      },
-    }),
-  );
-  const serviceCIDRs = (await servesServiceCIDRs(client))
-    ? manager.addInformer(new Informer<ServiceCIDR>(client, SERVICE_CIDRS, { logger }))
-    : undefined;
-  if (!serviceCIDRs) logger.info("ServiceCIDR is not served: the IPv6 precondition is checked with a dry run");
-  const nodes = manager.addInformer(new Informer<NodeObject>(client, NODES, { logger, transform: trimNode }));
-  const networkPolicies = manager.addInformer(
-    new Informer<NetworkPolicyObject>(client, NETWORK_POLICIES, { logger, transform: trimNetworkPolicy }),
-  );
+  const caches = await buildCaches(client, logger);
+  const { plans, services, namespaces, endpointSlices, serviceCIDRs, nodes, networkPolicies } = caches;
+  manager.addInformer(plans);
+  manager.addInformer(services);
+  manager.addInformer(namespaces);
+  manager.addInformer(endpointSlices);
+  if (serviceCIDRs) manager.addInformer(serviceCIDRs);
+  manager.addInformer(nodes);
+  manager.addInformer(networkPolicies);
   const events = new EventRecorder(client, { component: "ipv6-migration-operator", logger });
   const reconciler = new MigrationPlanReconciler(
     client,
-    { plans, services, namespaces, endpointSlices, serviceCIDRs, nodes, networkPolicies },
+    caches,
     events,
     logger,
     realClock,

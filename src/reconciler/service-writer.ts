@@ -6,6 +6,8 @@
 // RBAC or clean-up. A crash at any point leaves either the untouched Service or an ExternalName Service that
 // carries its record, and the next reconcile finishes the cutover from it (decide() returns "resume").
 import { ApiError, SERVICES, type KubeClient } from "../runtime/client.js";
+import type { WriteExpectations } from "../runtime/expectations.js";
+import { keyOf } from "../runtime/object.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
 import { CUTOVER_ANNOTATION, FIELD_MANAGER, STATE_LABEL } from "../migration/api.js";
 import {
@@ -34,30 +36,58 @@ export class WriteFailure extends Error {
   }
 }
 
-/** Test-only: IPV6MIG_TEST_HOOK=kill-after:externalname makes the process SIGKILL itself after that write. */
+/**
+ * Test-only, for the fault suite (test/faults/): IPV6MIG_TEST_HOOK=kill-after:STEP[:N] makes the process SIGKILL
+ * itself the Nth time (default 1) it reaches STEP, so that a test can stop it at every step of a write:
+ *   patch-dryrun  after the dry run of an in-place patch     patch        after its write
+ *   dryrun        after the dry run of a cutover             externalname after its first write (to ExternalName)
+ *   restore       after the second write of a cutover (or of a resumed one), before its answer is checked
+ * Unset in production: then it costs one lookup per write.
+ */
+const hookCounts = new Map<string, number>();
 function testHook(step: string): void {
   const hook = process.env.IPV6MIG_TEST_HOOK;
-  if (hook && hook === `kill-after:${step}`) process.kill(process.pid, "SIGKILL");
+  if (!hook) return;
+  const [action, name, nth = "1"] = hook.split(":");
+  if (action !== "kill-after" || name !== step) return;
+  const seen = (hookCounts.get(step) ?? 0) + 1;
+  hookCounts.set(step, seen);
+  if (seen >= Number(nth)) process.kill(process.pid, "SIGKILL");
 }
 
 export class ServiceWriter {
   constructor(
     private readonly client: KubeClient,
     private readonly log: Logger,
+    private readonly expectations: WriteExpectations,
   ) {}
 
-  private patch(svc: Service, body: MergePatch, dryRun = false): Promise<Service> {
-    return this.client.patch<Service>(SERVICES, svc.metadata.namespace, svc.metadata.name, body, "merge", {
-      fieldManager: FIELD_MANAGER,
-      dryRun,
-    });
+  /** Every write to a Service goes through here, so that the reconciler knows when its cache has seen them. */
+  private async patch(svc: Service, body: MergePatch, dryRun = false): Promise<Service> {
+    const updated = await this.client.patch<Service>(
+      SERVICES,
+      svc.metadata.namespace,
+      svc.metadata.name,
+      body,
+      "merge",
+      { fieldManager: FIELD_MANAGER, dryRun },
+    );
+    if (!dryRun) this.expectations.wrote(keyOf(svc), svc.metadata.resourceVersion, updated.metadata.resourceVersion);
+    return updated;
+  }
+
+  /** A metadata-only record on the Service (a gate, drift, a failure): labels and annotations, never the spec. */
+  async mark(svc: Service, metadata: MergePatch): Promise<Service> {
+    return this.patch(svc, { metadata });
   }
 
   /** One in-place patch, dry-run first; the server's answer must carry the expected families. */
   async patchInPlace(svc: Service, body: MergePatch, expect: IPFamily[]): Promise<WriteResult> {
     const dry = await this.patch(svc, body, true);
+    testHook("patch-dryrun");
     checkFamilies(dry.spec, expect, "dry run");
     const updated = await this.patch(svc, body);
+    testHook("patch");
     checkFamilies(updated.spec, expect, "write");
     return { service: updated };
   }
@@ -65,6 +95,7 @@ export class ServiceWriter {
   /** The two writes of a cutover: to ExternalName (carrying the record), then back with the new families. */
   async cutover(svc: Service, toExternalName: MergePatch, record: CutoverRecord): Promise<WriteResult> {
     await this.patch(svc, toExternalName, true);
+    testHook("dryrun");
     const external = await this.patch(svc, toExternalName);
     testHook("externalname");
     return this.resume(external, record);
@@ -76,29 +107,42 @@ export class ServiceWriter {
    * puts the snapshot back. It never deletes the Service.
    */
   async resume(svc: Service, record: CutoverRecord): Promise<WriteResult> {
-    const base = { ...svc, metadata: { ...svc.metadata, resourceVersion: undefined } };
+    // No resourceVersion precondition (restorePatch sets none): the Service must come back whatever else changed.
     try {
-      const service = await this.patch(base, restorePatch(record, record.restore, true));
+      const service = await this.patch(svc, restorePatch(record, record.restore, true));
+      testHook("restore");
       checkFamilies(service.spec, record.restore.ipFamilies ?? [], "cutover");
       return { service };
     } catch (err) {
-      if (!(err instanceof ApiError) || err.code !== 422) throw err;
-      if (/already allocated|provided (IP|port)/i.test(err.message)) {
-        const relaxed: ServiceSpec = { ...record.restore };
-        delete relaxed.clusterIP;
-        delete relaxed.clusterIPs;
-        if (/port/i.test(err.message)) relaxed.ports = record.restore.ports?.map(({ nodePort: _n, ...p }) => p);
-        const service = await this.patch(base, restorePatch(record, relaxed, true));
+      if (!(err instanceof ApiError)) throw err;
+      // Phrases, never a bare "port": the answer (and err.message, with its path) carries the Service's name.
+      const answer = err.status.message ?? "";
+      // Taken meanwhile, or leaked by the API server itself: another client's write racing this one can leave the
+      // requested IP or port allocated to no Service for minutes (docs/reliability.md). A taken
+      // healthCheckNodePort is answered 500, not 422, and must go with the nodePorts, or this never succeeds.
+      const taken = /already allocated|provided (IP|port)/i.test(answer);
+      if (err.code !== 422 && !(err.code === 500 && taken)) throw err;
+      if (taken) {
+        let service: Service;
+        try {
+          service = await this.patch(svc, restorePatch(record, relax(record.restore, answer), true));
+        } catch (again) {
+          // A refusal names one address: the nodePorts can be refused once the ClusterIP no longer is.
+          const next = again instanceof ApiError ? (again.status.message ?? "") : "";
+          if (!/provided port/i.test(next)) throw again;
+          service = await this.patch(svc, restorePatch(record, relax(record.restore, next), true));
+        }
+        testHook("restore");
         return {
           service,
           warning: `the server could not re-grant what was requested (${err.status.message ?? ""}); it allocated new addresses`,
         };
       }
-      this.log.error("cutover refused, restoring the snapshot", { service: key(svc), error: errorMessage(err) });
+      this.log.error("cutover refused, restoring the snapshot", { service: keyOf(svc), error: errorMessage(err) });
       const back = restorePatch(record, record.snapshot, false);
       // What the plan had applied before stays recorded; the Service is marked failed until it changes.
       back.metadata = { labels: { [STATE_LABEL]: "failed" }, annotations: { [CUTOVER_ANNOTATION]: null } };
-      await this.patch(base, back);
+      await this.patch(svc, back);
       throw new WriteFailure(
         "CutoverRefused",
         `the API server refused the new families: ${err.status.message ?? err.message}`,
@@ -108,8 +152,16 @@ export class ServiceWriter {
   }
 }
 
-function key(svc: Service): string {
-  return `${svc.metadata.namespace ?? ""}/${svc.metadata.name}`;
+/** The restore without the ClusterIPs, and without the nodePorts too when the server's answer refused a port. */
+function relax(spec: ServiceSpec, answer: string): ServiceSpec {
+  const relaxed: ServiceSpec = { ...spec };
+  delete relaxed.clusterIP;
+  delete relaxed.clusterIPs;
+  if (/provided port/i.test(answer)) {
+    relaxed.ports = spec.ports?.map(({ nodePort: _n, ...p }) => p);
+    delete relaxed.healthCheckNodePort;
+  }
+  return relaxed;
 }
 
 function checkFamilies(spec: ServiceSpec, expect: IPFamily[], what: string): void {

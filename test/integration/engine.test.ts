@@ -9,9 +9,22 @@ import {
   type TargetPhase,
 } from "../../src/migration/api.js";
 import { restorableSpec, type Service } from "../../src/migration/service.js";
-import { ENDPOINT_SLICES, SERVICES, type KubeClient } from "../../src/runtime/client.js";
+import { MigrationPlanReconciler } from "../../src/reconciler/migrationplan.js";
+import { buildCaches } from "../../src/reconciler/operator.js";
+import { ENDPOINT_SLICES, KubeClient, SERVICES } from "../../src/runtime/client.js";
+import { realClock } from "../../src/runtime/clock.js";
+import { EventRecorder } from "../../src/runtime/events.js";
+import { silentLogger } from "../../src/runtime/log.js";
 import { WRITE_VERBS } from "../../src/testenv/controlplane.js";
-import { createNamespace, createService, eventually, sleep, useControlPlane, type ServiceObject } from "../helpers.js";
+import {
+  clusterIPService,
+  createNamespace,
+  createService,
+  eventually,
+  sleep,
+  useControlPlane,
+  type ServiceObject,
+} from "../helpers.js";
 import { OperatorProcess, getPlan, installCRD, waitForCondition } from "../operator.js";
 
 const NS = "shop";
@@ -721,5 +734,71 @@ describe("migration engine: plan behaviours", function () {
     const later = await getPlan(env.client, "forbidden");
     assert.equal(later.status?.conditions?.find((c) => c.type === "Stalled")?.status, "True");
     assert.equal(later.status?.phase, "Stalled");
+  });
+});
+
+describe("migration engine: a cache that has not yet seen the reconciler's own writes", function () {
+  const RECONCILER_USER = { name: "in-process-reconciler", groups: ["system:masters"] };
+  const env = useControlPlane({ families: "dual", users: [RECONCILER_USER] });
+
+  it("is not acted on: no status going backwards, no second write, until the watch catches up", async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, "lag");
+    for (const name of ["a", "b", "c"]) await createService(env.client, "lag", clusterIPService(name));
+    await env.client.create(MIGRATION_PLANS, undefined, {
+      apiVersion: "ipv6migration.io/v1alpha1",
+      kind: "MigrationPlan",
+      metadata: { name: "lag" },
+      spec: {
+        targetPhase: "DualStack",
+        selector: { namespaces: ["lag"] },
+        rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
+      },
+    });
+    const client = new KubeClient(env.cp.kubeConfig(env.cp.user(RECONCILER_USER.name)), "lag-test");
+    const caches = await buildCaches(client, silentLogger);
+    const informers = [caches.plans, caches.services, caches.namespaces, caches.endpointSlices, caches.nodes];
+    const all = [...informers, caches.networkPolicies, ...(caches.serviceCIDRs ? [caches.serviceCIDRs] : [])];
+    for (const informer of all) informer.start();
+    await Promise.all(all.map((i) => i.waitForSync()));
+    const events = new EventRecorder(client, { component: "lag-test" });
+    const reconciler = new MigrationPlanReconciler(client, caches, events, silentLogger, realClock);
+    try {
+      // The Service cache stops here, as a watch event in flight would leave it.
+      await caches.services.stop();
+      await reconciler.reconcile("lag");
+      const done = await getPlan(env.client, "lag");
+      assert.equal(done.status?.phase, "DualStack");
+      const writes = () =>
+        env.cp
+          .auditEvents(RECONCILER_USER.name)
+          .filter(
+            (e) =>
+              WRITE_VERBS.has(e.verb) &&
+              (e.objectRef?.resource === "services" || e.objectRef?.resource === "migrationplans"),
+          )
+          .map((e) => `${e.verb} ${e.requestURI} -> ${e.responseStatus?.code ?? 0}`);
+      const after = writes().length;
+      const real = writes().filter((w) => !w.includes("dryRun"));
+      assert.equal(real.length, 4, `3 patches and a status write, besides dry runs:\n${writes().join("\n")}`);
+
+      const again = await reconciler.reconcile("lag");
+      assert.deepEqual(writes().slice(after), [], "nothing written from the stale cache");
+      assert.equal((await getPlan(env.client, "lag")).metadata.resourceVersion, done.metadata.resourceVersion);
+      assert.ok((again?.requeueAfterMs ?? 0) > 0, "asks to be reconciled again");
+
+      // The watch resumes from where it stopped and delivers the writes: then the plan is at rest.
+      caches.services.start();
+      await eventually(
+        () =>
+          caches.services.store.list().filter((s) => s.spec.ipFamilies?.length === 2).length === 3 ? true : undefined,
+        "the Service cache to catch up",
+      );
+      await reconciler.reconcile("lag");
+      assert.deepEqual(writes().slice(after), [], "nothing more to write once the cache caught up");
+      assert.equal((await getPlan(env.client, "lag")).status?.phase, "DualStack");
+    } finally {
+      await Promise.all(all.map((i) => i.stop()));
+    }
   });
 });
