@@ -10,6 +10,7 @@ import { MIGRATION_PLANS, type MigrationPlan } from "../src/migration/api.js";
 import { NAMESPACES, SERVICES, type KubeClient, resourcePath } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
 import { freePort, WRITE_VERBS, type ControlPlane } from "../src/testenv/controlplane.js";
+import { shippedContainer } from "../test/operator.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/src/cli/main.js: the operator's real entry point. */
@@ -342,7 +343,8 @@ export class OperatorChild extends Child {
         "--log-level=debug",
       ],
       logName,
-      { env: { LOG_FORMAT: "json" }, stdoutToLog: true },
+      // As config/manager runs it: its NODE_OPTIONS and MALLOC_ARENA_MAX shape both the speed and the RSS.
+      { env: { ...shippedContainer().env, LOG_FORMAT: "json" }, stdoutToLog: true },
     );
   }
 

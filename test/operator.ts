@@ -1,16 +1,38 @@
 // Runs the operator through its real entry point (`ipv6-migrate operator`) for the integration tests.
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
+import { loadAllYaml } from "@kubernetes/client-node";
 import { fileURLToPath } from "node:url";
 import { MIGRATION_PLANS, type MigrationPlan } from "../src/migration/api.js";
 import type { KubeClient } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
-import type { ControlPlane } from "../src/testenv/controlplane.js";
+import { repoRoot, type ControlPlane } from "../src/testenv/controlplane.js";
 import { eventually } from "./helpers.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const CLI = path.join(here, "../src/cli/main.js");
 export const CRD_DIR = path.join(here, "../../crds");
+
+interface ManagerContainer {
+  env?: { name: string; value?: string }[];
+  resources?: { limits?: { memory?: string } };
+}
+
+/** The operator container as config/manager ships it: its memory limit and the env that tunes V8 and malloc. */
+export function shippedContainer(): { limitMiB: number; env: Record<string, string> } {
+  const docs = loadAllYaml(readFileSync(path.join(repoRoot, "config/manager/manager.yaml"), "utf8")) as {
+    kind?: string;
+    spec?: { template?: { spec?: { containers?: ManagerContainer[] } } };
+  }[];
+  const container = docs.find((d) => d.kind === "Deployment")?.spec?.template?.spec?.containers?.[0];
+  const limit = /^(\d+)Mi$/.exec(container?.resources?.limits?.memory ?? "")?.[1];
+  assert.ok(limit, "config/manager/manager.yaml sets resources.limits.memory in Mi");
+  const env: Record<string, string> = {};
+  for (const e of container?.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+  return { limitMiB: Number(limit), env };
+}
 
 export class OperatorProcess {
   child: ChildProcess | undefined;

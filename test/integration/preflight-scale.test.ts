@@ -4,8 +4,6 @@
 // JavaScript heap after a full collection, and whether the operator survives under a heap cap a leak would blow.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import path from "node:path";
-import { loadAllYaml } from "@kubernetes/client-node";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { MIGRATION_PLANS } from "../../src/migration/api.js";
@@ -13,10 +11,9 @@ import { selectedService } from "../../src/migration/preflight.js";
 import type { Service } from "../../src/migration/service.js";
 import { scanWorkloads } from "../../src/reconciler/preflight.js";
 import { SERVICES, core } from "../../src/runtime/client.js";
-import { repoRoot } from "../../src/testenv/controlplane.js";
 import { CONFIGMAPS_FOR_TESTS } from "../fixtures/resources.js";
 import { createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
-import { OperatorProcess, installCRD } from "../operator.js";
+import { OperatorProcess, installCRD, shippedContainer } from "../operator.js";
 
 const NS = "bulk";
 const PODS = core("pods", "Pod");
@@ -34,25 +31,6 @@ async function createMany(count: number, make: (i: number) => Promise<unknown>):
 function collect(): () => void {
   setFlagsFromString("--expose-gc");
   return runInNewContext("gc") as () => void;
-}
-
-interface ManagerContainer {
-  env?: { name: string; value?: string }[];
-  resources?: { limits?: { memory?: string } };
-}
-
-/** The operator container as config/manager ships it: its memory limit and the env that tunes V8 and malloc. */
-function shippedContainer(): { limitMiB: number; env: Record<string, string> } {
-  const docs = loadAllYaml(readFileSync(path.join(repoRoot, "config/manager/manager.yaml"), "utf8")) as {
-    kind?: string;
-    spec?: { template?: { spec?: { containers?: ManagerContainer[] } } };
-  }[];
-  const container = docs.find((d) => d.kind === "Deployment")?.spec?.template?.spec?.containers?.[0];
-  const limit = /^(\d+)Mi$/.exec(container?.resources?.limits?.memory ?? "")?.[1];
-  assert.ok(limit, "config/manager/manager.yaml sets resources.limits.memory in Mi");
-  const env: Record<string, string> = {};
-  for (const e of container?.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
-  return { limitMiB: Number(limit), env };
 }
 
 function rssMiB(pid: number): number {
