@@ -1,6 +1,6 @@
 // Shared by the integration tests: a control plane per file, objects to create, and error expectations.
 import assert from "node:assert/strict";
-import { ApiError, KubeClient, NAMESPACES, SERVICES } from "../src/runtime/client.js";
+import { ApiError, ENDPOINT_SLICES, KubeClient, NAMESPACES, SERVICES } from "../src/runtime/client.js";
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "../src/testenv/controlplane.js";
 
 export interface ServiceObject {
@@ -51,6 +51,22 @@ export async function createNamespace(
 
 export function createService(client: KubeClient, namespace: string, service: ServiceObject): Promise<ServiceObject> {
   return client.create<ServiceObject>(SERVICES, namespace, { apiVersion: "v1", kind: "Service", ...service });
+}
+
+/** The IPv6 EndpointSlice a dual-stack pod network publishes for a Service: one ready endpoint, on `nodeName` if given. */
+export async function createIPv6Slice(
+  client: KubeClient,
+  namespace: string,
+  service: string,
+  address: string,
+  nodeName?: string,
+): Promise<void> {
+  await client.create(ENDPOINT_SLICES, namespace, {
+    metadata: { name: `${service}-v6`, labels: { "kubernetes.io/service-name": service } },
+    addressType: "IPv6",
+    endpoints: [{ addresses: [address], conditions: { ready: true }, ...(nodeName ? { nodeName } : {}) }],
+    ports: [{ name: "http", port: 8080, protocol: "TCP" }],
+  });
 }
 
 export function clusterIPService(name: string, extra: Partial<ServiceObject["spec"]> = {}): ServiceObject {

@@ -86,6 +86,19 @@ export async function installCRD(cp: ControlPlane): Promise<void> {
   if (established.code !== 0) throw new Error(`CRD not established: ${established.stderr}`);
 }
 
+export function createPlan(
+  client: KubeClient,
+  name: string,
+  spec: MigrationPlan["spec"] | Record<string, unknown>,
+): Promise<MigrationPlan> {
+  return client.create<MigrationPlan>(MIGRATION_PLANS, undefined, {
+    apiVersion: "ipv6migration.io/v1alpha1",
+    kind: "MigrationPlan",
+    metadata: { name },
+    spec,
+  });
+}
+
 export function getPlan(client: KubeClient, name: string): Promise<MigrationPlan> {
   return client.get<MigrationPlan>(MIGRATION_PLANS, undefined, name);
 }

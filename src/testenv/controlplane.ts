@@ -376,6 +376,15 @@ export interface AuditEvent {
 /** The audit verbs that change state. */
 export const WRITE_VERBS = new Set(["create", "update", "patch", "delete", "deletecollection"]);
 
+/** A request that changed one of `resources` (any resource when none is named); a dry run changes nothing. */
+export function changedState(e: AuditEvent, ...resources: string[]): boolean {
+  return (
+    WRITE_VERBS.has(e.verb) &&
+    !e.requestURI.includes("dryRun") &&
+    (resources.length === 0 || resources.includes(e.objectRef?.resource ?? ""))
+  );
+}
+
 export interface KubectlResult {
   code: number;
   stdout: string;

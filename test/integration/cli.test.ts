@@ -8,8 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { loadYaml } from "@kubernetes/client-node";
 import type { AuditReport } from "../../src/cli/audit.js";
-import { ENDPOINT_SLICES } from "../../src/runtime/client.js";
-import { createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
+import { createIPv6Slice, createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
 import { CLI, installCRD } from "../operator.js";
 
 const repo = path.resolve(path.dirname(CLI), "../../..");
@@ -47,11 +46,7 @@ describe("ipv6-migrate CLI", function () {
       spec: { type: "LoadBalancer", selector: { app: "lb" }, ports: [{ port: 80 }] },
     });
     for (const svc of ["old", "lb"]) {
-      await env.client.create(ENDPOINT_SLICES, "mixed", {
-        metadata: { name: `${svc}-v6`, labels: { "kubernetes.io/service-name": svc } },
-        addressType: "IPv6",
-        endpoints: [{ addresses: ["fd00:3::1"], conditions: { ready: true } }],
-      });
+      await createIPv6Slice(env.client, "mixed", svc, "fd00:3::1");
     }
     await createService(env.client, "modern", {
       metadata: { name: "new" },

@@ -8,10 +8,17 @@ import { loadAllYaml } from "@kubernetes/client-node";
 import { MIGRATION_PLANS, type TargetPhase } from "../../src/migration/api.js";
 import { restorableSpec, type Service } from "../../src/migration/service.js";
 import { probeIPv6ServiceRange } from "../../src/reconciler/precondition.js";
-import { ENDPOINT_SLICES, KubeClient, SERVICES } from "../../src/runtime/client.js";
+import { KubeClient, SERVICES } from "../../src/runtime/client.js";
 import { repoRoot, type AuditEvent } from "../../src/testenv/controlplane.js";
-import { createNamespace, createService, eventually, expectApiError, useControlPlane } from "../helpers.js";
-import { getPlan, waitForCondition } from "../operator.js";
+import {
+  createIPv6Slice,
+  createNamespace,
+  createService,
+  eventually,
+  expectApiError,
+  useControlPlane,
+} from "../helpers.js";
+import { createPlan, getPlan, waitForCondition } from "../operator.js";
 import {
   KubeconfigOperatorProcess,
   requestToken,
@@ -106,15 +113,6 @@ function estate() {
     },
     { metadata: { name: "headless" }, spec: { clusterIP: "None", selector: { app: "db" }, ports: ports() } },
   ];
-}
-
-async function ipv6Slice(client: KubeClient, namespace: string, service: string, address: string): Promise<void> {
-  await client.create(ENDPOINT_SLICES, namespace, {
-    metadata: { name: `${service}-v6`, labels: { "kubernetes.io/service-name": service } },
-    addressType: "IPv6",
-    endpoints: [{ addresses: [address], conditions: { ready: true } }],
-    ports: [{ name: "http", port: 8080, protocol: "TCP" }],
-  });
 }
 
 async function servicesIn(client: KubeClient, namespace: string): Promise<Map<string, Service>> {
@@ -256,14 +254,12 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
     const addresses = ["fd00:7::1", "fd00:7::2", "fd00:7::3"];
     for (const [i, svc] of estate().entries()) {
       original.set(svc.metadata.name, (await createService(env.client, NS, svc)) as Service);
-      await ipv6Slice(env.client, NS, svc.metadata.name, addresses[i] ?? "fd00:7::9");
+      await createIPv6Slice(env.client, NS, svc.metadata.name, addresses[i] ?? "fd00:7::9");
     }
     startOperator();
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "config" },
-      spec: { selector: { namespaces: [NS] }, rollout: { batchSize: "100%", pauseBetweenBatches: "0s" } },
+    await createPlan(env.client, "config", {
+      selector: { namespaces: [NS] },
+      rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
     });
     const audited = await waitForCondition(env.client, "config", "Ready");
     assert.equal(audited.status?.summary?.selected, 3);
@@ -441,12 +437,11 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
       spec: { selector: { app: "f1" }, ports: [{ port: 80, targetPort: 80 }] },
     });
     startOperator();
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "forbidden" },
-      // No pause: the batch that was refused counts as a batch, and would hold back the retry below.
-      spec: { targetPhase: "DualStack", selector: { namespaces: [ns] }, rollout: { pauseBetweenBatches: "0s" } },
+    // No pause: the batch that was refused counts as a batch, and would hold back the retry below.
+    await createPlan(env.client, "forbidden", {
+      targetPhase: "DualStack",
+      selector: { namespaces: [ns] },
+      rollout: { pauseBetweenBatches: "0s" },
     });
     const stalled = await waitForCondition(env.client, "forbidden", "Stalled");
     const condition = stalled.status?.conditions?.find((c) => c.type === "Stalled");

@@ -11,13 +11,14 @@ import {
 import { restorableSpec, type Service } from "../../src/migration/service.js";
 import { MigrationPlanReconciler } from "../../src/reconciler/migrationplan.js";
 import { buildCaches } from "../../src/reconciler/operator.js";
-import { ENDPOINT_SLICES, KubeClient, SERVICES } from "../../src/runtime/client.js";
+import { KubeClient, SERVICES } from "../../src/runtime/client.js";
 import { realClock } from "../../src/runtime/clock.js";
 import { EventRecorder } from "../../src/runtime/events.js";
 import { silentLogger } from "../../src/runtime/log.js";
-import { WRITE_VERBS } from "../../src/testenv/controlplane.js";
+import { changedState, WRITE_VERBS, type ControlPlane } from "../../src/testenv/controlplane.js";
 import {
   clusterIPService,
+  createIPv6Slice,
   createNamespace,
   createService,
   eventually,
@@ -25,7 +26,7 @@ import {
   useControlPlane,
   type ServiceObject,
 } from "../helpers.js";
-import { OperatorProcess, getPlan, installCRD, waitForCondition } from "../operator.js";
+import { OperatorProcess, createPlan, getPlan, installCRD, waitForCondition } from "../operator.js";
 
 const NS = "shop";
 const OPERATOR_USER = { name: "operator", groups: ["system:masters"] };
@@ -56,15 +57,6 @@ function estate(): ServiceObject[] {
   ];
 }
 
-async function ipv6Slice(client: KubeClient, service: string, address: string): Promise<void> {
-  await client.create(ENDPOINT_SLICES, NS, {
-    metadata: { name: `${service}-v6`, labels: { "kubernetes.io/service-name": service } },
-    addressType: "IPv6",
-    endpoints: [{ addresses: [address], conditions: { ready: true } }],
-    ports: [{ name: "http", port: 8080, protocol: "TCP" }],
-  });
-}
-
 async function services(client: KubeClient): Promise<Map<string, Service>> {
   const list = await client.list<Service>(SERVICES, NS);
   return new Map(list.items.map((s) => [s.metadata.name, s]));
@@ -74,21 +66,14 @@ function setTarget(client: KubeClient, name: string, target: TargetPhase, extra:
   return client.patch(MIGRATION_PLANS, undefined, name, { spec: { targetPhase: target, ...extra } }, "merge");
 }
 
-type AuditedEnv = {
-  cp: { auditEvents(u?: string): { verb: string; requestURI: string; objectRef?: { resource?: string } }[] };
-};
-
-function operatorWriteLog(env: AuditedEnv, ...resources: string[]): string[] {
+function operatorWriteLog(env: { cp: ControlPlane }, ...resources: string[]): string[] {
   return env.cp
     .auditEvents(OPERATOR_USER.name)
-    .filter(
-      (e) =>
-        WRITE_VERBS.has(e.verb) && resources.includes(e.objectRef?.resource ?? "") && !e.requestURI.includes("dryRun"),
-    )
+    .filter((e) => changedState(e, ...resources))
     .map((e) => `${e.verb} ${e.requestURI}`);
 }
 
-function operatorWrites(env: AuditedEnv, resource: string): number {
+function operatorWrites(env: { cp: ControlPlane }, resource: string): number {
   return operatorWriteLog(env, resource).length;
 }
 
@@ -108,7 +93,7 @@ describe("migration engine on a dual-stack cluster", function () {
       ["lb", "fd00:1::4"],
       ["manual", "fd00:1::5"],
     ] as const) {
-      await ipv6Slice(env.client, svc, ip);
+      await createIPv6Slice(env.client, NS, svc, ip);
     }
     operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
   });
@@ -118,11 +103,9 @@ describe("migration engine on a dual-stack cluster", function () {
   });
 
   it("Audit classifies every shape and changes nothing", async () => {
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "shop" },
-      spec: { selector: { namespaces: [NS] }, rollout: { batchSize: "100%", pauseBetweenBatches: "0s" } },
+    await createPlan(env.client, "shop", {
+      selector: { namespaces: [NS] },
+      rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
     });
     const plan = await waitForCondition(env.client, "shop", "Ready");
     assert.equal(plan.status?.summary?.selected, 8);
@@ -213,7 +196,7 @@ describe("migration engine on a dual-stack cluster", function () {
   });
 
   it("a blocked Service moves by itself once its reason goes away", async () => {
-    await ipv6Slice(env.client, "waiting", "fd00:1::9");
+    await createIPv6Slice(env.client, NS, "waiting", "fd00:1::9");
     await eventually(async () => {
       const svc = (await services(env.client)).get("waiting")!;
       return svc.spec.ipFamilies?.[0] === "IPv6" ? svc : undefined;
@@ -268,12 +251,7 @@ describe("migration engine on an IPv4-only cluster", function () {
   });
 
   it("a DualStack plan is Stalled with a clear message and no Service is written", async () => {
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      metadata: { name: "v4" },
-      spec: { targetPhase: "DualStack", selector: { namespaces: [NS] } },
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-    });
+    await createPlan(env.client, "v4", { targetPhase: "DualStack", selector: { namespaces: [NS] } });
     const plan: MigrationPlan = await waitForCondition(env.client, "v4", "Stalled");
     const stalled = plan.status?.conditions?.find((c) => c.type === "Stalled");
     assert.equal(stalled?.reason, "NoIPv6ServiceRange");
@@ -296,13 +274,8 @@ describe("migration engine: a crash between the two writes of a cutover", functi
       metadata: { name: "crash", labels: { app: "crash" } },
       spec: { type: "NodePort", selector: { app: "crash" }, ports: [{ port: 80, targetPort: 80, nodePort: 30099 }] },
     })) as Service;
-    await ipv6Slice(env.client, "crash", "fd00:1::7");
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "crash" },
-      spec: { targetPhase: "IPv6Only", selector: { namespaces: [NS] } },
-    });
+    await createIPv6Slice(env.client, NS, "crash", "fd00:1::7");
+    await createPlan(env.client, "crash", { targetPhase: "IPv6Only", selector: { namespaces: [NS] } });
     const first = new OperatorProcess(env.cp, OPERATOR_USER.name).start({
       IPV6MIG_TEST_HOOK: "kill-after:externalname",
     });
@@ -344,12 +317,7 @@ describe("migration engine: drift from another field manager", function () {
       metadata: { name: "gitops", labels: { app: "gitops" } },
       spec: { selector: { app: "gitops" }, ports: [{ port: 80, targetPort: 80 }] },
     })) as Service;
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "drift" },
-      spec: { targetPhase: "DualStack", selector: { namespaces: [NS] } },
-    });
+    await createPlan(env.client, "drift", { targetPhase: "DualStack", selector: { namespaces: [NS] } });
     await waitForCondition(env.client, "drift", "DualStackComplete");
     // A GitOps controller applies the spec it has in Git, with force.
     await env.client.patch(
@@ -442,12 +410,7 @@ describe("migration engine: the other transitions", function () {
       { metadata: { name: "hl" }, spec: { clusterIP: "None", selector: { app: "hl" }, ports: port } },
     ] as ServiceObject[]) {
       original.set(svc.metadata.name, (await createService(env.client, NS2, svc)) as Service);
-      await env.client.create(ENDPOINT_SLICES, NS2, {
-        metadata: { name: `${svc.metadata.name}-v6`, labels: { "kubernetes.io/service-name": svc.metadata.name } },
-        addressType: "IPv6",
-        endpoints: [{ addresses: ["fd00:2::1"], conditions: { ready: true } }],
-        ports: [{ name: "http", port: 8080, protocol: "TCP" }],
-      });
+      await createIPv6Slice(env.client, NS2, svc.metadata.name, "fd00:2::1");
     }
     operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
   });
@@ -457,16 +420,11 @@ describe("migration engine: the other transitions", function () {
   });
 
   it("Audit -> IPv6Only directly, LoadBalancer included when allowed, keeping nodePorts", async () => {
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "paths" },
-      spec: {
-        targetPhase: "IPv6Only",
-        selector: { namespaces: [NS2] },
-        ipv6Only: { allowLoadBalancerRecreate: true },
-        rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
-      },
+    await createPlan(env.client, "paths", {
+      targetPhase: "IPv6Only",
+      selector: { namespaces: [NS2] },
+      ipv6Only: { allowLoadBalancerRecreate: true },
+      rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
     });
     await waitForCondition(env.client, "paths", "IPv6OnlyComplete");
     await waitForCondition(env.client, "paths", "Ready");
@@ -519,12 +477,7 @@ describe("migration engine: plan behaviours", function () {
   let operator: OperatorProcess;
 
   const plan = (name: string, namespace: string, spec: Record<string, unknown>) =>
-    env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name },
-      spec: { selector: { namespaces: [namespace] }, ...spec },
-    });
+    createPlan(env.client, name, { selector: { namespaces: [namespace] }, ...spec });
 
   async function estateIn(namespace: string, names: string[], labels: Record<string, string> = {}) {
     await createNamespace(env.client, namespace);
@@ -745,15 +698,10 @@ describe("migration engine: a cache that has not yet seen the reconciler's own w
     await installCRD(env.cp);
     await createNamespace(env.client, "lag");
     for (const name of ["a", "b", "c"]) await createService(env.client, "lag", clusterIPService(name));
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "lag" },
-      spec: {
-        targetPhase: "DualStack",
-        selector: { namespaces: ["lag"] },
-        rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
-      },
+    await createPlan(env.client, "lag", {
+      targetPhase: "DualStack",
+      selector: { namespaces: ["lag"] },
+      rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
     });
     const client = new KubeClient(env.cp.kubeConfig(env.cp.user(RECONCILER_USER.name)), "lag-test");
     const caches = await buildCaches(client, silentLogger);

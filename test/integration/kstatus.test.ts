@@ -5,11 +5,10 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { MIGRATION_PLANS, type MigrationPlan } from "../../src/migration/api.js";
-import type { KubeClient } from "../../src/runtime/client.js";
 import { findCondition } from "../../src/runtime/object.js";
 import { repoRoot, toolsDir } from "../../src/testenv/controlplane.js";
 import { clusterIPService, createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
-import { OperatorProcess, getPlan, installCRD, waitForCondition } from "../operator.js";
+import { OperatorProcess, createPlan, getPlan, installCRD, waitForCondition } from "../operator.js";
 
 const OPERATOR_USER = { name: "operator", groups: ["system:masters"] };
 const HEALTH_LUA = path.join(repoRoot, "config/argocd/health.lua");
@@ -74,16 +73,12 @@ describe("kstatus and Argo CD health on a dual-stack cluster", function () {
     await operator?.stop("SIGKILL");
   });
 
-  const createPlan = (client: KubeClient, name: string, spec: Record<string, unknown>) =>
-    client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name },
-      spec: { selector: { namespaces: [name] }, ...spec },
-    });
+  /** A plan over the namespace of its own name. */
+  const planOverNamespace = (name: string, spec: Record<string, unknown>) =>
+    createPlan(env.client, name, { selector: { namespaces: [name] }, ...spec });
 
   it("a finished plan is Current for kstatus and Healthy for Argo CD", async () => {
-    await createPlan(env.client, "finished", { rollout: { batchSize: "100%", pauseBetweenBatches: "0s" } });
+    await planOverNamespace("finished", { rollout: { batchSize: "100%", pauseBetweenBatches: "0s" } });
     const plan = await waitForCondition(env.client, "finished", "Ready");
     assert.deepEqual(await kstatus(plan), { status: "Current", message: "Resource is Ready" });
     const ready = findCondition(plan.status?.conditions, "Ready");
@@ -92,7 +87,7 @@ describe("kstatus and Argo CD health on a dual-stack cluster", function () {
 
   it("a plan between batches is InProgress for kstatus and Progressing for Argo CD", async () => {
     // One Service per batch and an hour between batches: the plan stays mid-rollout for the whole test.
-    await createPlan(env.client, "rolling", {
+    await planOverNamespace("rolling", {
       targetPhase: "DualStack",
       rollout: { batchSize: 1, pauseBetweenBatches: "1h" },
     });
@@ -104,7 +99,7 @@ describe("kstatus and Argo CD health on a dual-stack cluster", function () {
   });
 
   it("a suspended plan short of its target is Suspended for Argo CD; kstatus, which has no suspend, says InProgress", async () => {
-    await createPlan(env.client, "paused", { targetPhase: "DualStack", suspend: true });
+    await planOverNamespace("paused", { targetPhase: "DualStack", suspend: true });
     const plan = await eventually(async () => {
       const p = await getPlan(env.client, "paused");
       return p.status?.observedGeneration === p.metadata.generation && p.status?.phase === "Suspended" ? p : undefined;
@@ -135,7 +130,7 @@ describe("kstatus and Argo CD health on a dual-stack cluster", function () {
 
     // A plan the operator has never seen: the CRD defaults status.observedGeneration to -1, so Flux waits for it
     // instead of reading "no status" as Current.
-    await createPlan(env.client, "unseen", { targetPhase: "DualStack" });
+    await planOverNamespace("unseen", { targetPhase: "DualStack" });
     const unseen = await getPlan(env.client, "unseen");
     assert.equal(unseen.status?.observedGeneration, -1);
     assert.equal((await kstatus(unseen)).status, "InProgress");
@@ -167,12 +162,7 @@ describe("kstatus and Argo CD health on an IPv4-only cluster", function () {
   });
 
   it("a Stalled plan is Failed for kstatus and Degraded for Argo CD, with the Stalled message", async () => {
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "v4" },
-      spec: { targetPhase: "DualStack", selector: { namespaces: ["v4"] } },
-    });
+    await createPlan(env.client, "v4", { targetPhase: "DualStack", selector: { namespaces: ["v4"] } });
     const plan = await waitForCondition(env.client, "v4", "Stalled");
     const stalled = findCondition(plan.status?.conditions, "Stalled");
     assert.match(stalled?.message ?? "", /no IPv6 range/);

@@ -6,14 +6,13 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { MIGRATION_PLANS } from "../../src/migration/api.js";
 import { selectedService } from "../../src/migration/preflight.js";
 import type { Service } from "../../src/migration/service.js";
 import { scanWorkloads } from "../../src/reconciler/preflight.js";
 import { SERVICES, core } from "../../src/runtime/client.js";
 import { CONFIGMAPS_FOR_TESTS } from "../fixtures/resources.js";
 import { createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
-import { OperatorProcess, installCRD, shippedContainer } from "../operator.js";
+import { OperatorProcess, createPlan, installCRD, shippedContainer } from "../operator.js";
 
 const NS = "bulk";
 const PODS = core("pods", "Pod");
@@ -97,12 +96,7 @@ describe("preflight at scale", function () {
       "--preflight-interval=2s",
       "--log-level=debug",
     ]).start();
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "bulk" },
-      spec: { selector: { namespaces: [NS] } },
-    });
+    await createPlan(env.client, "bulk", { selector: { namespaces: [NS] } });
     const pid = operator.child?.pid ?? 0;
     const scans = () =>
       operator.output

@@ -4,14 +4,14 @@
 // are created through the API: no kubelet or scheduler is needed for the checks.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { MIGRATION_PLANS, type MigrationPlan } from "../../src/migration/api.js";
+import { type MigrationPlan } from "../../src/migration/api.js";
 import type { Service } from "../../src/migration/service.js";
-import { core, ENDPOINT_SLICES, SERVICES, type KubeClient } from "../../src/runtime/client.js";
+import { core, SERVICES, type KubeClient } from "../../src/runtime/client.js";
 import { findCondition } from "../../src/runtime/object.js";
 import { NETWORK_POLICIES, NODES } from "../../src/reconciler/preflight.js";
 import { CONFIGMAPS_FOR_TESTS } from "../fixtures/resources.js";
-import { createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
-import { CLI, OperatorProcess, getPlan, installCRD } from "../operator.js";
+import { createIPv6Slice, createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
+import { CLI, OperatorProcess, createPlan, getPlan, installCRD } from "../operator.js";
 import type { AuditReport } from "../../src/cli/audit.js";
 
 const NS = "pf";
@@ -28,14 +28,6 @@ function auditJSON(kubeconfig: string, args: string[] = []): Promise<AuditReport
         resolve(JSON.parse(stdout) as AuditReport);
       },
     );
-  });
-}
-
-async function slice(client: KubeClient, service: string, node: string, address: string): Promise<void> {
-  await client.create(ENDPOINT_SLICES, NS, {
-    metadata: { name: `${service}-v6`, labels: { "kubernetes.io/service-name": service } },
-    addressType: "IPv6",
-    endpoints: [{ addresses: [address], conditions: { ready: true }, nodeName: node }],
   });
 }
 
@@ -83,10 +75,10 @@ describe("preflight on a dual-stack cluster", function () {
       })) as Service;
       ip.set(name, svc.spec.clusterIP ?? "");
     }
-    await slice(env.client, "web", "node-v4", "fd00:2::1");
-    await slice(env.client, "api", "node-dual", "fd00:2::2");
-    await slice(env.client, "db", "node-dual", "fd00:2::3");
-    await slice(env.client, "free", "node-dual", "fd00:2::4");
+    await createIPv6Slice(env.client, NS, "web", "fd00:2::1", "node-v4");
+    await createIPv6Slice(env.client, NS, "api", "fd00:2::2", "node-dual");
+    await createIPv6Slice(env.client, NS, "db", "fd00:2::3", "node-dual");
+    await createIPv6Slice(env.client, NS, "free", "fd00:2::4", "node-dual");
     await env.client.create(NETWORK_POLICIES, NS, {
       metadata: { name: "allow-office" },
       spec: {
@@ -101,15 +93,10 @@ describe("preflight on a dual-stack cluster", function () {
       data: { "app.properties": `db.url=jdbc:postgresql://${ip.get("db")!}:5432/app` },
     });
     operator = new OperatorProcess(env.cp, OPERATOR_USER.name, {}, ["--preflight-interval=1s"]).start();
-    await env.client.create(MIGRATION_PLANS, undefined, {
-      apiVersion: "ipv6migration.io/v1alpha1",
-      kind: "MigrationPlan",
-      metadata: { name: "pf" },
-      spec: {
-        targetPhase: "IPv6Only",
-        selector: { namespaces: [NS] },
-        rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
-      },
+    await createPlan(env.client, "pf", {
+      targetPhase: "IPv6Only",
+      selector: { namespaces: [NS] },
+      rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
     });
   });
 
