@@ -97,6 +97,19 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** What `kubectl auth can-i ARGS --as=USER` answers: "yes" or "no". */
+export async function canI(cp: ControlPlane, user: string, ...args: string[]): Promise<string> {
+  return (await cp.kubectl(["auth", "can-i", ...args, `--as=${user}`])).stdout.trim();
+}
+
+/** Waits until RBAC answers `want` for `user`: a changed role or binding takes effect asynchronously. */
+export function waitForCanI(cp: ControlPlane, user: string, want: "yes" | "no", ...args: string[]): Promise<true> {
+  return eventually(
+    async () => ((await canI(cp, user, ...args)) === want ? true : undefined),
+    `can-i ${args.join(" ")} as ${user} to say ${want}`,
+  );
+}
+
 /** Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. Not a timing assertion. */
 export async function eventually<T>(
   check: () => Promise<T | undefined> | T | undefined,

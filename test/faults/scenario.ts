@@ -35,6 +35,7 @@ import {
   createService,
   sleep,
   useControlPlane,
+  waitForCanI,
   type ServiceObject,
 } from "../helpers.js";
 import { CLI, createPlan, getPlan, waitForCondition } from "../operator.js";
@@ -720,11 +721,7 @@ export function faultScenario(options: FaultScenarioOptions): void {
       ]);
       assert.equal(established.code, 0, established.stderr);
       kubeconfig = writeServiceAccountKubeconfig(env.cp, SA, await requestToken(env.client, SA, 7200));
-      for (;;) {
-        const can = await env.cp.kubectl(["auth", "can-i", "patch", "services", "-A", `--as=${SA_USER}`]);
-        if (can.stdout.trim() === "yes") break;
-        await sleep(100);
-      }
+      await waitForCanI(env.cp, SA_USER, "yes", "patch", "services", "-A");
 
       for (const ns of namespaces) await createNamespace(env.client, ns);
       for (let i = 0; i < options.services; i++) {

@@ -17,6 +17,8 @@ import {
   eventually,
   expectApiError,
   useControlPlane,
+  canI,
+  waitForCanI,
 } from "../helpers.js";
 import { createPlan, getPlan, waitForCondition } from "../operator.js";
 import {
@@ -236,9 +238,8 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
         `--user=${user}`,
       ]);
     }
-    const can = async (user: string, ...args: string[]) =>
-      (await env.cp.kubectl(["auth", "can-i", ...args, `--as=${user}`])).stdout.trim();
-    await eventually(async () => ((await can("bob", "create", "migrationplans")) === "yes" ? true : undefined), "RBAC");
+    const can = (user: string, ...args: string[]) => canI(env.cp, user, ...args);
+    await waitForCanI(env.cp, "bob", "yes", "create", "migrationplans");
     assert.equal(await can("alice", "list", "migrationplans"), "yes");
     assert.equal(await can("alice", "create", "migrationplans"), "no");
     assert.equal(await can("bob", "delete", "migrationplans"), "yes");
@@ -419,18 +420,7 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
     };
     await kubectl(["apply", "-f", "-"], JSON.stringify(crippled));
     const ns = "cfg-forbidden";
-    await eventually(async () => {
-      const canI = await env.cp.kubectl([
-        "auth",
-        "can-i",
-        "patch",
-        "services",
-        "-n",
-        ns,
-        `--as=${serviceAccountUser(SA)}`,
-      ]);
-      return canI.stdout.trim() === "no" ? true : undefined;
-    }, "the narrower role to take effect");
+    await waitForCanI(env.cp, serviceAccountUser(SA), "no", "patch", "services", "-n", ns);
     await createNamespace(env.client, ns);
     await createService(env.client, ns, {
       metadata: { name: "f1" },
@@ -456,18 +446,7 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
 
     // With the role as config/rbac has it, a change to the plan retries at once and the Service moves.
     await kubectl(["apply", "-k", path.join(CONFIG, "default")]);
-    await eventually(async () => {
-      const canI = await env.cp.kubectl([
-        "auth",
-        "can-i",
-        "patch",
-        "services",
-        "-n",
-        ns,
-        `--as=${serviceAccountUser(SA)}`,
-      ]);
-      return canI.stdout.trim() === "yes" ? true : undefined;
-    }, "the role to be restored");
+    await waitForCanI(env.cp, serviceAccountUser(SA), "yes", "patch", "services", "-n", ns);
     await env.client.patch(MIGRATION_PLANS, undefined, "forbidden", { spec: { rollout: { batchSize: 5 } } }, "merge");
     await waitForCondition(env.client, "forbidden", "DualStackComplete");
     const plan = await getPlan(env.client, "forbidden");
