@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { loadAllYaml } from "@kubernetes/client-node";
 import { fileURLToPath } from "node:url";
-import { MIGRATION_PLANS, type MigrationPlan } from "../src/migration/api.js";
+import { MIGRATION_PLANS, type MigrationPlan } from "../src/api/migrationplan.js";
 import type { KubeClient } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
 import { repoRoot, type ControlPlane } from "../src/testenv/controlplane.js";
@@ -13,6 +13,8 @@ import { eventually } from "./helpers.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const CLI = path.join(here, "../src/cli/main.js");
+/** The operator with the fault suite's kill hook injected (test/fixtures/fault-operator.ts). */
+export const FAULT_OPERATOR = path.join(here, "fixtures/fault-operator.js");
 export const CRD_DIR = path.join(here, "../../crds");
 
 interface ManagerContainer {
@@ -46,20 +48,23 @@ export class OperatorProcess {
     private readonly args: string[] = [],
   ) {}
 
-  start(extraEnv: Record<string, string> = {}): this {
+  /** Starts `ipv6-migrate operator`; with `killAfter` (STEP[:N]), the fault fixture that kills itself there. */
+  start(options: { killAfter?: string } = {}): this {
     const kubeconfig = this.cp.writeKubeconfig(this.cp.user(this.user));
-    const child = spawn(
-      process.execPath,
-      [
-        CLI,
-        "operator",
-        `--kubeconfig=${kubeconfig}`,
-        "--metrics-bind-address=0",
-        "--health-probe-bind-address=0",
-        ...this.args,
-      ],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_FORMAT: "json", ...this.env, ...extraEnv } },
-    );
+    const args = options.killAfter
+      ? [FAULT_OPERATOR, kubeconfig, options.killAfter]
+      : [
+          CLI,
+          "operator",
+          `--kubeconfig=${kubeconfig}`,
+          "--metrics-bind-address=0",
+          "--health-probe-bind-address=0",
+          ...this.args,
+        ];
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LOG_FORMAT: "json", ...this.env },
+    });
     child.stdout?.setEncoding("utf8").on("data", (d: string) => (this.output += d));
     child.stderr?.setEncoding("utf8").on("data", (d: string) => (this.output += d));
     this.exit = new Promise((resolve) => child.once("exit", (code, signal) => resolve(signal ? -1 : code)));

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { MIGRATION_PLANS, type MigrationPlan } from "../../src/migration/api.js";
+import { MIGRATION_PLANS, type MigrationPlan } from "../../src/api/migrationplan.js";
 import { findCondition } from "../../src/runtime/object.js";
 import { repoRoot, toolsDir } from "../../src/testenv/controlplane.js";
 import { clusterIPService, createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
