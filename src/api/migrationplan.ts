@@ -23,8 +23,9 @@ export interface MigrationPlan extends KubeObject {
   status?: MigrationPlanStatus;
 }
 
+export const OPERATOR_NAME = "ipv6-migration-operator";
 /** The name every write of the operator carries (managedFields, and how drift is told from its own writes). */
-export const FIELD_MANAGER = "ipv6-migration-operator";
+export const FIELD_MANAGER = OPERATOR_NAME;
 
 /** What a Service's families are now; "no-cluster-ip" for headless-without-families and ExternalName. */
 export type FamilyState = "ipv4-only" | "dual-stack" | "ipv6-only" | "no-cluster-ip";

@@ -83,9 +83,7 @@ export type Decision =
   | { action: "cutover"; toExternalName: MergePatch; record: CutoverRecord; expect: IPFamily[]; description: string }
   | { action: "resume"; record: CutoverRecord };
 
-/**
- * Decides the next step for one selected Service. `owned` is false when another, older plan manages it.
- */
+/** Decides the next step for one Service the plan manages (src/migration/snapshot.ts leaves out the others). */
 export function decide(svc: Service, settings: PlanSettings, facts: ServiceFacts): Decision {
   const shape = shapeOf(svc);
   const current = svc.spec;

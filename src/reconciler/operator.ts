@@ -5,7 +5,7 @@ import { Controller } from "../runtime/controller.js";
 import { EventRecorder } from "../runtime/events.js";
 import type { Logger } from "../runtime/log.js";
 import { Manager } from "../runtime/manager.js";
-import { MIGRATION_PLANS } from "../api/migrationplan.js";
+import { GROUP, MIGRATION_PLANS, OPERATOR_NAME } from "../api/migrationplan.js";
 import { MigrationPlanReconciler } from "./migrationplan.js";
 import type { WriteHooks } from "./service-writer.js";
 import { buildCaches, sliceServiceKey } from "./snapshot.js";
@@ -47,7 +47,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     metricsBindAddress: options.metricsBindAddress,
     healthProbeBindAddress: options.healthProbeBindAddress,
     leaderElection: options.leaderElect
-      ? { namespace: options.leaderElectionNamespace, name: "ipv6-migration-operator.ipv6migration.io" }
+      ? { namespace: options.leaderElectionNamespace, name: `${OPERATOR_NAME}.${GROUP}` }
       : undefined,
   });
   const caches = await buildCaches(client, logger);
@@ -59,7 +59,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   if (serviceCIDRs) manager.addInformer(serviceCIDRs);
   manager.addInformer(nodes);
   manager.addInformer(networkPolicies);
-  const events = new EventRecorder(client, { component: "ipv6-migration-operator", logger });
+  const events = new EventRecorder(client, { component: OPERATOR_NAME, logger });
   const reconciler = new MigrationPlanReconciler({
     client,
     caches,

@@ -23,13 +23,6 @@ export const core = (resource: string, kind: string, namespaced = true): Resourc
 
 export const SERVICES = core("services", "Service");
 export const NAMESPACES = core("namespaces", "Namespace", false);
-export const EVENTS_V1: ResourceType = {
-  group: "events.k8s.io",
-  version: "v1",
-  resource: "events",
-  kind: "Event",
-  namespaced: true,
-};
 export const LEASES: ResourceType = {
   group: "coordination.k8s.io",
   version: "v1",

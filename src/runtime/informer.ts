@@ -63,11 +63,6 @@ export class Store<T extends KubeObject> {
     return out;
   }
 
-  /** Index values present, e.g. every namespace that holds an object. */
-  indexValues(name: string): string[] {
-    return [...(this.indices.get(name)?.keys() ?? [])];
-  }
-
   set(obj: T): T | undefined {
     const key = keyOf(obj);
     const old = this.items.get(key);
