@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { MIGRATION_PLANS, type MigrationPlan } from "../src/api/migrationplan.js";
 import type { KubeClient } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
-import { repoRoot, type ControlPlane } from "../src/testenv/controlplane.js";
+import { repoRoot, toolsDir, type ControlPlane } from "../src/testenv/controlplane.js";
 import { eventually } from "./helpers.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -129,4 +129,43 @@ export function waitForCondition(
     `plan ${name} ${condition}=${status}`,
     timeoutMs,
   );
+}
+
+export interface Verdict {
+  status: string;
+  message: string;
+}
+
+function run(
+  file: string,
+  args: string[],
+  input: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+/** The testenv helper binaries, built by testenv/build.sh --tools. */
+export async function toolHelpers(): Promise<{ kstatus: string; luaHealth: string }> {
+  const tools = await toolsDir();
+  return { kstatus: path.join(tools, "kstatus-check"), luaHealth: path.join(tools, "lua-health") };
+}
+
+export async function verdict(file: string, args: string[], plan: MigrationPlan): Promise<Verdict> {
+  const result = await run(file, args, JSON.stringify(plan));
+  assert.equal(result.code, 0, `${path.basename(file)} failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as Verdict;
+}
+
+/** What Flux's kstatus makes of a plan. */
+export async function kstatusOf(plan: MigrationPlan): Promise<Verdict> {
+  return verdict((await toolHelpers()).kstatus, [], plan);
 }

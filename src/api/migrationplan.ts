@@ -72,6 +72,12 @@ export const OPERATOR_ANNOTATIONS = [
   CUTOVER_TIME_ANNOTATION,
 ] as const;
 
+/**
+ * Held on every plan the operator has seen, so that deleting it waits for spec.deletionPolicy to be carried out
+ * (kubebuilder's <group>/finalizer).
+ */
+export const PLAN_FINALIZER = `${GROUP}/finalizer`;
+
 /** The EndpointSlice label naming its Service (discovery.k8s.io). */
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 
@@ -108,6 +114,8 @@ export const REASONS = {
   notTargeted: "NotTargeted",
   noBlockingFinding: "NoBlockingFinding",
   blockingFindings: "BlockingFindings",
+  // Deleting the plan.
+  deleting: "Deleting",
   // Per Service: skipped, blocked, held.
   claimedByOlderPlan: "ClaimedByOlderPlan",
   apiServerOwned: "APIServerOwned",

@@ -34,6 +34,10 @@ export const DUAL_STACK_POLICIES = ["PreferDualStack", "RequireDualStack"] as co
 
 export type DualStackPolicy = (typeof DUAL_STACK_POLICIES)[number];
 
+export const DELETION_POLICIES = ["Orphan", "Rollback"] as const;
+
+export type DeletionPolicy = (typeof DELETION_POLICIES)[number];
+
 export interface MigrationPlanSpec {
   /** The desired state of the selected Services. Audit only classifies them; DualStack adds an IPv6 ClusterIP beside the IPv4 one; IPv6Only makes them IPv6 SingleStack (a cutover for ClusterIP, NodePort and LoadBalancer Services). Lowering it rolls the moves back; Audit restores every Service's original spec. */
   targetPhase?: TargetPhase;
@@ -61,6 +65,8 @@ export interface MigrationPlanSpec {
   };
   /** Stop making changes (status is still updated). */
   suspend?: boolean;
+  /** What deleting the plan does to the Services it changed. Orphan leaves them as they are (in-flight cutovers are finished first), each keeping its restore record so a later plan at Audit can still undo everything; Rollback restores every one to its original spec before the plan goes. */
+  deletionPolicy?: DeletionPolicy;
 }
 
 export const PLAN_PHASES = [
@@ -73,6 +79,7 @@ export const PLAN_PHASES = [
   "Blocked",
   "Suspended",
   "Stalled",
+  "Deleting",
 ] as const;
 
 export type PlanPhase = (typeof PLAN_PHASES)[number];

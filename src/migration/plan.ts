@@ -7,6 +7,7 @@ import {
   MAX_PROBLEMS,
   PROBLEMS,
   REASONS,
+  type DeletionPolicy,
   type PlanPhase,
   type ProblemState,
   type LabelSelector,
@@ -87,6 +88,19 @@ export function settingsOf(plan: MigrationPlan, now?: string): PlanSettings {
     allowLoadBalancerRecreate: plan.spec.ipv6Only?.allowLoadBalancerRecreate ?? false,
     requirePreflight: plan.spec.ipv6Only?.requirePreflight ?? true,
   };
+}
+
+/**
+ * The plan as its deletion carries it out: Orphan finishes the cutovers in flight and changes nothing else (as
+ * if suspended); Rollback takes every Service back to its original spec (as if the target were Audit).
+ */
+export function planBeingDeleted(plan: MigrationPlan): MigrationPlan {
+  const policy = plan.spec.deletionPolicy ?? "Orphan";
+  const spec =
+    policy === "Rollback"
+      ? { ...plan.spec, targetPhase: "Audit" as const, suspend: false }
+      : { ...plan.spec, suspend: true };
+  return { ...plan, spec };
 }
 
 /** The rollout's pacing, read from the spec; throws with the field named when the spec can't be read. */
@@ -223,6 +237,8 @@ export interface StatusInput {
   /** Set when only a person can fix it. */
   stalled?: { reason: string; message: string };
   batch?: MigrationPlanStatus["currentBatch"];
+  /** Set while the plan is being deleted: what its deletionPolicy still has to do. */
+  deleting?: DeletionPolicy;
   /** When a stall that only a retry can clear is retried (status.retryAt). */
   retryAt?: string;
   preflight?: PreflightStatus;
@@ -280,6 +296,16 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
       set(CONDITIONS.reconciling, true, reason, counts);
       set(CONDITIONS.ready, false, reason, counts);
     }
+  }
+  if (input.deleting && !stalled) {
+    // kstatus reads a plan with a deletionTimestamp as InProgress; the conditions say what is left to do.
+    phase = "Deleting";
+    const message =
+      input.deleting === "Rollback"
+        ? `spec.deletionPolicy is Rollback: restoring every Service to its original spec; ${counts}`
+        : "spec.deletionPolicy is Orphan: finishing the cutovers in flight; the Services stay as they are";
+    set(CONDITIONS.reconciling, true, REASONS.deleting, message);
+    set(CONDITIONS.ready, false, REASONS.deleting, message);
   }
   const capable = input.clusterDualStackCapable;
   if (capable.status !== undefined) {

@@ -23,7 +23,9 @@ import {
   SERVICE_STATES,
   STATE_LABEL,
   VERSION,
+  PLAN_FINALIZER,
   type Batch,
+  type DeletionPolicy,
   type MigrationPlan,
   type PreflightStatus,
 } from "../api/migrationplan.js";
@@ -34,6 +36,7 @@ import {
   computeStatus,
   emptyTally,
   holdMessage,
+  planBeingDeleted,
   rolloutSettings,
   sameStatus,
   selects,
@@ -61,7 +64,7 @@ import {
 } from "../migration/snapshot.js";
 import type { Capability } from "./precondition.js";
 import { scanPreflight } from "./preflight.js";
-import { ServiceWriter, WriteFailure, type WriteHooks } from "./service-writer.js";
+import { ServiceWriter, WriteFailure } from "./service-writer.js";
 import { ipv6ServiceRange, snapshotFromCaches, type Caches } from "./snapshot.js";
 
 /** Service writes in flight at once within a batch. */
@@ -79,8 +82,8 @@ export interface MigrationPlanReconcilerOptions {
   clock: Clock;
   /** How often Pods and ConfigMaps are rescanned when nothing else asks for a scan. */
   preflightIntervalMs?: number;
-  /** A seam for the fault suite: called after each step of a Service write (see ServiceWriter). */
-  writeHooks?: WriteHooks;
+  /** Every Service write goes through it; shared with the controller that finishes orphaned cutovers. */
+  writer?: ServiceWriter;
 }
 
 export class MigrationPlanReconciler implements Reconciler {
@@ -91,8 +94,8 @@ export class MigrationPlanReconciler implements Reconciler {
   private readonly clock: Clock;
   private readonly preflightIntervalMs: number;
   private readonly writer: ServiceWriter;
-  /** Status writes the plan cache has not shown yet (the Service writes have their own, in the writer). */
-  private readonly statusWrites: WriteExpectations;
+  /** Plan writes (status, finalizer) the cache has not shown yet (the Service writes have theirs, in the writer). */
+  private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
   private probed: { at: number; capability: Capability } | undefined;
   private readonly scans = new Map<string, { generation: number; at: number; findings: Finding[] }>();
@@ -104,13 +107,9 @@ export class MigrationPlanReconciler implements Reconciler {
     this.log = options.logger;
     this.clock = options.clock;
     this.preflightIntervalMs = options.preflightIntervalMs ?? 300_000;
-    this.statusWrites = new WriteExpectations(options.clock);
-    this.writer = new ServiceWriter(
-      options.client,
-      options.logger,
-      new WriteExpectations(options.clock),
-      options.writeHooks,
-    );
+    this.planWrites = new WriteExpectations(options.clock);
+    this.writer =
+      options.writer ?? new ServiceWriter(options.client, options.logger, new WriteExpectations(options.clock));
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -128,12 +127,17 @@ export class MigrationPlanReconciler implements Reconciler {
   }
 
   async reconcile(name: string, signal: AbortSignal = new AbortController().signal): Promise<ReconcileResult> {
-    const plan = this.caches.plans.store.get(name);
-    if (!plan || plan.metadata.deletionTimestamp) {
+    const cached = this.caches.plans.store.get(name);
+    if (!cached) {
       this.scans.delete(name);
       return undefined;
     }
-    if (!this.statusWrites.satisfied(name, plan.metadata.resourceVersion)) return { requeueAfterMs: CACHE_CATCH_UP_MS };
+    if (!this.planWrites.satisfied(name, cached.metadata.resourceVersion)) return { requeueAfterMs: CACHE_CATCH_UP_MS };
+    const deleting = cached.metadata.deletionTimestamp !== undefined;
+    const finalized = cached.metadata.finalizers?.includes(PLAN_FINALIZER) === true;
+    if (deleting && !finalized) return undefined;
+    if (!finalized) return this.setFinalizer(cached, true);
+    const plan = deleting ? planBeingDeleted(cached) : cached;
 
     let rollout;
     try {
@@ -161,6 +165,7 @@ export class MigrationPlanReconciler implements Reconciler {
       ipv6ServiceRange: await this.ipv6ServiceRange(snapshot),
       now,
     };
+    if (deleting && deletionDone(cached, tally, decisions)) return this.setFinalizer(cached, false);
     const step = planRollout(input);
     const outcome = await this.write(plan, step, tally, signal);
     const after = afterWrites(input, step, outcome, tally.pending, this.clock.now());
@@ -183,6 +188,7 @@ export class MigrationPlanReconciler implements Reconciler {
         retryAt: after.retryAt,
         capability: input.ipv6ServiceRange,
         preflight: preflightStatus(findings),
+        ...(deleting ? { deleting: cached.spec.deletionPolicy ?? "Orphan" } : {}),
       },
       requeueAfterMs,
     );
@@ -380,6 +386,7 @@ export class MigrationPlanReconciler implements Reconciler {
       retryAt?: string;
       capability?: Capability;
       preflight?: PreflightStatus;
+      deleting?: DeletionPolicy;
     },
     requeueAfterMs?: number,
   ): Promise<ReconcileResult> {
@@ -390,6 +397,7 @@ export class MigrationPlanReconciler implements Reconciler {
       batch: parts.batch ?? plan.status?.currentBatch,
       retryAt: parts.retryAt,
       preflight: parts.preflight,
+      deleting: parts.deleting,
       clusterDualStackCapable: parts.capability ?? { status: undefined, message: "" },
       now: () => new Date(this.clock.now()).toISOString(),
     });
@@ -409,9 +417,35 @@ export class MigrationPlanReconciler implements Reconciler {
           fieldManager: FIELD_MANAGER,
         },
       );
-      this.statusWrites.wrote(plan.metadata.name, plan.metadata.resourceVersion, updated.metadata.resourceVersion);
+      this.planWrites.wrote(plan.metadata.name, plan.metadata.resourceVersion, updated.metadata.resourceVersion);
     }
     return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(0, requeueAfterMs) } : undefined;
+  }
+
+  /**
+   * Adds the finalizer to a plan seen for the first time, or removes it once its deletionPolicy is carried out.
+   * The resourceVersion makes it a compare-and-swap on the list, which other controllers may also hold.
+   */
+  private async setFinalizer(plan: MigrationPlan, present: boolean): Promise<ReconcileResult> {
+    const others = (plan.metadata.finalizers ?? []).filter((f) => f !== PLAN_FINALIZER);
+    const updated = await this.client.patch<MigrationPlan>(
+      MIGRATION_PLANS,
+      undefined,
+      plan.metadata.name,
+      {
+        metadata: {
+          resourceVersion: plan.metadata.resourceVersion,
+          finalizers: present ? [...others, PLAN_FINALIZER] : others,
+        },
+      },
+      "merge",
+      { fieldManager: FIELD_MANAGER },
+    );
+    if (present)
+      this.planWrites.wrote(plan.metadata.name, plan.metadata.resourceVersion, updated.metadata.resourceVersion);
+    else
+      this.log.info("plan deleted", { plan: plan.metadata.name, deletionPolicy: plan.spec.deletionPolicy ?? "Orphan" });
+    return undefined;
   }
 
   private reportNewFindings(plan: MigrationPlan, preflight: PreflightStatus | undefined): void {
@@ -433,6 +467,16 @@ export class MigrationPlanReconciler implements Reconciler {
   }
 }
 
+/**
+ * Whether a plan being deleted has nothing left to do, judged at the start of a reconcile from the cluster alone:
+ * no cutover in flight (Orphan), or no Service left to restore (Rollback).
+ */
+function deletionDone(plan: MigrationPlan, tally: Tally, decisions: Write[]): boolean {
+  if (decisions.some((d) => d.decision.action === "resume")) return false;
+  if ((plan.spec.deletionPolicy ?? "Orphan") === "Orphan") return true;
+  return tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
+}
+
 function describeIPs(svc: Service): string {
   const families = svc.spec.ipFamilies ?? [];
   return `${svc.spec.type ?? "ClusterIP"} ${familyState(svc.spec)} [${families.join(",")}] clusterIPs=${JSON.stringify(svc.spec.clusterIPs ?? [])}`;
@@ -447,7 +491,7 @@ export function planRef(plan: MigrationPlan): ObjectReference {
   };
 }
 
-function serviceRef(svc: Service): ObjectReference {
+export function serviceRef(svc: Service): ObjectReference {
   return {
     apiVersion: "v1",
     kind: "Service",

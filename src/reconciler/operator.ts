@@ -1,13 +1,16 @@
 // Wires the caches, the MigrationPlan controller and the manager into the running operator.
 import { type KubeClient, isNotFound } from "../runtime/client.js";
 import { realClock } from "../runtime/clock.js";
+import { WriteExpectations } from "../runtime/expectations.js";
+import { keyOf } from "../runtime/object.js";
 import { Controller } from "../runtime/controller.js";
 import { EventRecorder } from "../runtime/events.js";
 import type { Logger } from "../runtime/log.js";
 import { Manager } from "../runtime/manager.js";
 import { GROUP, MIGRATION_PLANS, OPERATOR_NAME } from "../api/migrationplan.js";
 import { MigrationPlanReconciler } from "./migrationplan.js";
-import type { WriteHooks } from "./service-writer.js";
+import { inCutover, OrphanedCutoverReconciler } from "./cutover.js";
+import { ServiceWriter, type WriteHooks } from "./service-writer.js";
 import { buildCaches, sliceServiceKey } from "./snapshot.js";
 
 export interface OperatorOptions {
@@ -60,6 +63,8 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   manager.addInformer(nodes);
   manager.addInformer(networkPolicies);
   const events = new EventRecorder(client, { component: OPERATOR_NAME, logger });
+  // One writer for both controllers: each must know when the cache has seen the other's writes.
+  const writer = new ServiceWriter(client, logger, new WriteExpectations(realClock), options.writeHooks);
   const reconciler = new MigrationPlanReconciler({
     client,
     caches,
@@ -67,7 +72,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     logger,
     clock: realClock,
     preflightIntervalMs: options.preflightIntervalMs,
-    writeHooks: options.writeHooks,
+    writer,
   });
   const controller = new Controller({
     name: "migrationplan",
@@ -88,5 +93,12 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     return svc ? reconciler.plansFor(svc) : [];
   });
   manager.addController(controller);
+
+  const orphans = new OrphanedCutoverReconciler(caches, writer, events, logger);
+  const cutovers = new Controller({ name: "cutover", reconciler: orphans, logger, metrics: manager.metrics });
+  cutovers.watch(services, (svc) => (inCutover(svc) ? [keyOf(svc)] : []));
+  cutovers.watch(plans, () => orphans.inFlight());
+  cutovers.watch(namespaces, () => orphans.inFlight());
+  manager.addController(cutovers);
   return manager;
 }

@@ -45,9 +45,10 @@ export class Manager {
     this.client = options.client;
     this.log = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? new Metrics();
-    this.client.onRequest((verb, resource, code) =>
-      this.metrics.restClientRequests.inc({ method: verb, resource, code: String(code) }),
-    );
+    this.client.onRequest((verb, resource, code, retry) => {
+      this.metrics.restClientRequests.inc({ method: verb, resource, code: String(code) });
+      if (retry) this.metrics.restClientRetries.inc({ method: verb, resource, code: String(code) });
+    });
   }
 
   addInformer<T extends KubeObject>(informer: Informer<T>): Informer<T> {
