@@ -20,6 +20,7 @@ endif
 
 IMG ?= ipv6-migration-operator:dev
 KUBECTL ?= kubectl
+UNDEPLOY_TIMEOUT ?= 10m
 
 .PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy docs node clean
 
@@ -76,7 +77,11 @@ docker-build:
 deploy:
 	$(KUBECTL) apply -k config/default
 
+# Plans first, while the operator still runs to carry out their deletionPolicy and drop their finalizers; then
+# the operator and, last, the CRD (deleting the CRD first would wait for ever on plans nobody finalizes).
 undeploy:
+	if $(KUBECTL) get crd migrationplans.ipv6migration.io >/dev/null 2>&1; then \
+	  $(KUBECTL) delete migrationplans.ipv6migration.io --all --wait --timeout=$(UNDEPLOY_TIMEOUT); fi
 	$(KUBECTL) delete -k config/default --ignore-not-found
 
 docs: build
