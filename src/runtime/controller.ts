@@ -76,6 +76,12 @@ export class Controller {
     });
   }
 
+  /** After an outage: what waits for a retry is reconciled now (see WorkQueue.retryWaitingNow). */
+  retryNow(): void {
+    const keys = this.queue.retryWaitingNow();
+    if (keys > 0) this.log.info("the API server is back: retrying now", { keys });
+  }
+
   /** Waits for the caches, then starts the workers. Resolves once they run. */
   async start(): Promise<void> {
     if (this.started) return;
