@@ -98,7 +98,7 @@ export class MigrationPlanReconciler implements Reconciler {
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
   private probed: { at: number; capability: Capability } | undefined;
-  private readonly scans = new Map<string, { generation: number; at: number; findings: Finding[] }>();
+  private readonly scans = new Map<string, { generation: number; at: number; findings: Finding[]; stale?: boolean }>();
 
   constructor(options: MigrationPlanReconcilerOptions) {
     this.client = options.client;
@@ -124,6 +124,21 @@ export class MigrationPlanReconciler implements Reconciler {
 
   allPlans(): string[] {
     return this.caches.plans.store.keys();
+  }
+
+  /**
+   * A Pod or ConfigMap named by a finding of a plan's last scan ("ConfigMap/ns/name") changed or went away: that
+   * plan scans again at its next reconcile, so a fixed finding clears within seconds, not at the preflight
+   * interval. Returns the plans to reconcile.
+   */
+  scannedObjectChanged(object: string): string[] {
+    const plans: string[] = [];
+    for (const [name, scan] of this.scans) {
+      if (!scan.findings.some((f) => f.object === object)) continue;
+      scan.stale = true;
+      plans.push(name);
+    }
+    return plans;
   }
 
   async reconcile(name: string, signal: AbortSignal = new AbortController().signal): Promise<ReconcileResult> {
@@ -221,6 +236,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const lastBatch = Date.parse(plan.status?.currentBatch?.finishedAt ?? "") || 0;
     const due =
       !last ||
+      last.stale === true ||
       last.generation !== generation ||
       now - last.at >= this.preflightIntervalMs ||
       (plan.spec.targetPhase === "IPv6Only" && lastBatch >= last.at);

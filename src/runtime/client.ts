@@ -111,6 +111,19 @@ export interface WriteOptions {
   force?: boolean;
 }
 
+export interface RequestOptions {
+  query?: Query;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+  /** The Accept header, e.g. to ask for PartialObjectMetadata; JSON objects by default. */
+  accept?: string;
+}
+
+/** Metadata only, as client-go's metadata informers ask for it (objects trimmed by the server). */
+export const ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+export const ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
 export interface ListPage<T> {
   metadata: { resourceVersion: string; continue?: string };
   items: T[];
@@ -196,7 +209,7 @@ export class KubeClient {
   async request<T>(
     method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
     path: string,
-    options: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal } = {},
+    options: RequestOptions = {},
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -214,7 +227,7 @@ export class KubeClient {
   private async requestOnce<T>(
     method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
     path: string,
-    options: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal },
+    options: RequestOptions,
   ): Promise<T> {
     const url = new URL(this.server + path);
     for (const [key, value] of Object.entries(options.query ?? {})) {
@@ -223,7 +236,7 @@ export class KubeClient {
     const ctx = new RequestContext(url.toString(), method);
     await this.kubeConfig.applySecurityAuthentication(ctx);
     const headers = ctx.getHeaders();
-    headers["accept"] = "application/json";
+    headers["accept"] = options.accept ?? "application/json";
     headers["user-agent"] = this.userAgent;
     let body: string | undefined;
     if (options.body !== undefined) {
@@ -275,8 +288,13 @@ export class KubeClient {
     return this.request<T>("GET", resourcePath(type, namespace, name));
   }
 
-  list<T>(type: ResourceType, namespace: string | undefined, query: Query = {}): Promise<ListPage<T>> {
-    return this.request<ListPage<T>>("GET", resourcePath(type, namespace), { query });
+  list<T>(
+    type: ResourceType,
+    namespace: string | undefined,
+    query: Query = {},
+    options: { accept?: string } = {},
+  ): Promise<ListPage<T>> {
+    return this.request<ListPage<T>>("GET", resourcePath(type, namespace), { query, ...options });
   }
 
   /** A LIST across every page, for callers that need them all at once (the reflector pages by itself). */
