@@ -47,6 +47,7 @@ import { preflightStatus, type Finding } from "../migration/preflight.js";
 import {
   afterWrites,
   planRollout,
+  STALL_RETRY_MS,
   type BatchOutcome,
   type RolloutStep,
   type Stall,
@@ -444,19 +445,31 @@ export class MigrationPlanReconciler implements Reconciler {
    */
   private async setFinalizer(plan: MigrationPlan, present: boolean): Promise<ReconcileResult> {
     const others = (plan.metadata.finalizers ?? []).filter((f) => f !== PLAN_FINALIZER);
-    const updated = await this.client.patch<MigrationPlan>(
-      MIGRATION_PLANS,
-      undefined,
-      plan.metadata.name,
-      {
-        metadata: {
-          resourceVersion: plan.metadata.resourceVersion,
-          finalizers: present ? [...others, PLAN_FINALIZER] : others,
+    let updated: MigrationPlan;
+    try {
+      updated = await this.client.patch<MigrationPlan>(
+        MIGRATION_PLANS,
+        undefined,
+        plan.metadata.name,
+        {
+          metadata: {
+            resourceVersion: plan.metadata.resourceVersion,
+            finalizers: present ? [...others, PLAN_FINALIZER] : others,
+          },
         },
-      },
-      "merge",
-      { fieldManager: FIELD_MANAGER },
-    );
+        "merge",
+        { fieldManager: FIELD_MANAGER },
+      );
+    } catch (err) {
+      if (!isForbidden(err)) throw err;
+      // Without its finalizer a plan can't promise what its deletionPolicy says: stall, naming the refused call.
+      const e = err as ApiError;
+      const stalled = {
+        reason: REASONS.forbidden,
+        message: `${e.verb} ${e.path} was forbidden: ${e.status.message ?? ""}`,
+      };
+      return this.writeStatus(plan, emptyTally(), { stalled }, STALL_RETRY_MS);
+    }
     if (present)
       this.planWrites.wrote(plan.metadata.name, plan.metadata.resourceVersion, updated.metadata.resourceVersion);
     else

@@ -95,6 +95,20 @@ export const isGone = (err: unknown): boolean => err instanceof ApiError && err.
 export const isForbidden = (err: unknown): boolean => err instanceof ApiError && err.code === 403;
 export const isInvalid = (err: unknown): boolean => err instanceof ApiError && err.code === 422;
 
+/**
+ * Whether an error says the server could not be reached or could not serve (a connection refused or reset, a
+ * timeout, a 5xx), as opposed to an answer about the request itself.
+ */
+export function isUnavailable(err: unknown): boolean {
+  if (err instanceof ApiError) return err.code >= 500 || err.code === 0;
+  const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
+  return (
+    (err instanceof TypeError && err.message === "fetch failed") ||
+    (err instanceof DOMException && err.name === "TimeoutError") ||
+    /^(ECONN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|UND_ERR)/.test(cause?.code ?? "")
+  );
+}
+
 export type PatchType = "merge" | "json" | "strategic" | "apply";
 const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
   merge: "application/merge-patch+json",
@@ -126,6 +140,7 @@ export const ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta
 
 export interface ListPage<T> {
   metadata: { resourceVersion: string; continue?: string };
+  /** Absent from an empty PartialObjectMetadataList, whatever the type says: read it with `?? []`. */
   items: T[];
 }
 
@@ -304,7 +319,7 @@ export class KubeClient {
     let resourceVersion: string;
     do {
       const page = await this.list<T>(type, namespace, { ...query, limit, continue: continueToken });
-      items.push(...page.items);
+      items.push(...(page.items ?? []));
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);

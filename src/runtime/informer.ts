@@ -309,7 +309,8 @@ export class Informer<T extends KubeObject = KubeObject> {
         throw err;
       }
       this.stats.listPages++;
-      for (const raw of page.items) items.push(this.trim(raw));
+      // A PartialObjectMetadataList with no objects has no items at all.
+      for (const raw of page.items ?? []) items.push(this.trim(raw));
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);
