@@ -156,7 +156,8 @@ async function auditCommand(args: string[]): Promise<number> {
     excludeNamespaces: (flags["exclude-namespace"] as string[] | undefined) ?? [],
     selector: flags.selector as string | undefined,
   });
-  console.log(formatAudit(report, output));
+  // Written to the end before the exit: process.exit() would cut a large report short on a pipe.
+  await new Promise<void>((resolve) => process.stdout.write(`${formatAudit(report, output)}\n`, () => resolve()));
   return report.summary.ipv4Only > 0 ? 3 : 0;
 }
 
