@@ -99,6 +99,7 @@ const NAMED: Record<string, { name: string; values?: string }> = {
   "spec.selector.serviceSelector.matchExpressions[]": { name: "LabelSelectorRequirement" },
   "spec.dualStack.ipFamilyPolicy": { name: "DualStackPolicy", values: "DUAL_STACK_POLICIES" },
   "spec.deletionPolicy": { name: "DeletionPolicy", values: "DELETION_POLICIES" },
+  "spec.newServices": { name: "NewServicesPolicy", values: "NEW_SERVICES_POLICIES" },
   status: { name: "MigrationPlanStatus" },
   "status.phase": { name: "PlanPhase", values: "PLAN_PHASES" },
   "status.summary": { name: "PlanSummary" },

@@ -78,6 +78,28 @@ export const OPERATOR_ANNOTATIONS = [
  */
 export const PLAN_FINALIZER = `${GROUP}/finalizer`;
 
+/** Marks the admission policies the operator keeps for a plan's spec.newServices (app.kubernetes.io). */
+export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+
+/**
+ * What other tools write on the Services they apply, read by the preflight to name who would undo a move
+ * (src/migration/owners.ts); MANAGED_BY_LABEL is Helm's too ("Helm").
+ */
+export const HELM_MANAGED_BY = "Helm";
+export const HELM_RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name";
+export const HELM_RELEASE_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace";
+/** Argo CD's default tracking label (its value is the Application's name), and its annotation-based tracking. */
+export const INSTANCE_LABEL = "app.kubernetes.io/instance";
+export const ARGOCD_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id";
+export const FLUX_KUSTOMIZATION_LABELS = {
+  name: "kustomize.toolkit.fluxcd.io/name",
+  namespace: "kustomize.toolkit.fluxcd.io/namespace",
+} as const;
+export const FLUX_HELMRELEASE_LABELS = {
+  name: "helm.toolkit.fluxcd.io/name",
+  namespace: "helm.toolkit.fluxcd.io/namespace",
+} as const;
+
 /** The EndpointSlice label naming its Service (discovery.k8s.io). */
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 
@@ -90,6 +112,7 @@ export const CONDITIONS = {
   dualStackComplete: "DualStackComplete",
   ipv6OnlyComplete: "IPv6OnlyComplete",
   preflightPassed: "PreflightPassed",
+  newServicesDefaulted: "NewServicesDefaulted",
 } as const;
 
 /** Reasons of the plan's conditions, and of the problems and skips it lists. */
@@ -123,6 +146,7 @@ export const REASONS = {
   selectorlessWithoutIPv6Endpoints: "SelectorlessWithoutIPv6Endpoints",
   waitingForIPv6Endpoints: "WaitingForIPv6Endpoints",
   loadBalancerRecreateNotAllowed: "LoadBalancerRecreateNotAllowed",
+  controllerOwned: "ControllerOwned",
   changedByAnotherManager: "ChangedByAnotherManager",
   // A write the server refused or answered unexpectedly.
   writeRefused: "WriteRefused",
@@ -130,6 +154,11 @@ export const REASONS = {
   cutoverRefused: "CutoverRefused",
   secondaryFamilyNotAllocated: "SecondaryFamilyNotAllocated",
   unexpectedFamilies: "UnexpectedFamilies",
+  // NewServicesDefaulted: the admission policies of spec.newServices.
+  policiesApplied: "PoliciesApplied",
+  newServicesIgnored: "NewServicesIgnored",
+  mutatingAdmissionPolicyNotServed: "MutatingAdmissionPolicyNotServed",
+  policyWriteFailed: "PolicyWriteFailed",
 } as const;
 
 /** A preflight finding that blocks a Service is its block reason, prefixed: PreflightHardcodedClusterIP. */

@@ -34,6 +34,10 @@ export const DUAL_STACK_POLICIES = ["PreferDualStack", "RequireDualStack"] as co
 
 export type DualStackPolicy = (typeof DUAL_STACK_POLICIES)[number];
 
+export const NEW_SERVICES_POLICIES = ["Default", "Ignore"] as const;
+
+export type NewServicesPolicy = (typeof NEW_SERVICES_POLICIES)[number];
+
 export const DELETION_POLICIES = ["Orphan", "Rollback"] as const;
 
 export type DeletionPolicy = (typeof DELETION_POLICIES)[number];
@@ -52,8 +56,10 @@ export interface MigrationPlanSpec {
     requireIPv6Endpoints?: boolean;
     /** Allow the cutover of type LoadBalancer Services, which destroys and recreates the cloud load balancer. */
     allowLoadBalancerRecreate?: boolean;
-    /** A Service with a blocking preflight finding (its ClusterIP hard-coded in a Pod or ConfigMap, an IPv4-only NetworkPolicy ipBlock over its pods, endpoints on a node without IPv6) is blocked, and moves by itself once the finding is gone. */
+    /** A Service with a blocking preflight finding (its ClusterIP hard-coded in a Pod or ConfigMap, an IPv4-only NetworkPolicy ipBlock over its pods, endpoints on a node without IPv6, IPv4 values in its externalIPs, loadBalancerSourceRanges or loadBalancerIP) is blocked, and moves by itself once the finding is gone. */
     requirePreflight?: boolean;
+    /** Allow the cutover of Services with a controlling ownerReference (made by an operator or another controller), which that controller may revert or re-create in the middle of the cutover. */
+    allowControllerOwned?: boolean;
   };
   rollout?: {
     /** How many Services move at once, as a number (at least 1) or a percentage (1% to 100%) of those selected. */
@@ -65,6 +71,8 @@ export interface MigrationPlanSpec {
   };
   /** Stop making changes (status is still updated). */
   suspend?: boolean;
+  /** What happens to Services created in the namespaces the plan selects (and matching its serviceSelector) while it is at DualStack or IPv6Only. Default: an admission policy kept by the operator creates them at the plan's phase. At DualStack, those that set no ipFamilyPolicy get spec.dualStack.ipFamilyPolicy; at IPv6Only, those that set no ipFamilies, no ClusterIP address and no ipFamilyPolicy other than SingleStack are created IPv6 SingleStack. A Service that sets its own families is created as written, with a warning naming the plan. Needs the RBAC of config/guardrails. Ignore: new Services are created as they are; the plan moves them afterwards. */
+  newServices?: NewServicesPolicy;
   /** What deleting the plan does to the Services it changed. Orphan leaves them as they are (in-flight cutovers are finished first), each keeping its restore record so a later plan at Audit can still undo everything; Rollback restores every one to its original spec before the plan goes. */
   deletionPolicy?: DeletionPolicy;
 }

@@ -84,7 +84,7 @@ export async function audit(client: KubeClient, options: AuditOptions): Promise<
   const selection = selectServices(plan, snapshot);
   const subjects = preflightSubjects(selection, snapshot);
   const findings = [
-    ...snapshotFindings(snapshot, subjects),
+    ...snapshotFindings(snapshot, subjects, settingsOf(plan)),
     ...(await scanPreflight(client, snapshot, subjects)).findings,
   ];
   const { decisions } = assess(selection, snapshot, settingsOf(plan), findings);

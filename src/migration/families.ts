@@ -31,11 +31,15 @@ export interface ServiceSpec {
   loadBalancerClass?: string;
   loadBalancerSourceRanges?: string[];
   loadBalancerIP?: string;
+  externalIPs?: string[];
   sessionAffinity?: string;
   [field: string]: unknown;
 }
 
-/** A Service as the cache holds it: metadata and spec; managedFields trimmed to the fields this operator writes. */
+/**
+ * A Service as the cache holds it: metadata and spec; managedFields trimmed to the fields this operator writes,
+ * ownerReferences to the controlling one.
+ */
 export interface Service extends KubeObject {
   spec: ServiceSpec;
 }
@@ -109,9 +113,13 @@ export function annotationJSON<T>(svc: Service, key: string): T | undefined {
 /** A merge patch body: null deletes a field. */
 export type MergePatch = Record<string, unknown>;
 
-/** The cache keeps, of managedFields, only the spec fields that tell who changed a family. */
+/**
+ * The cache keeps, of managedFields, only the spec fields that tell who changed a family, and of the
+ * ownerReferences only the controller's (who would re-create or revert the Service).
+ */
 export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
   const m = raw.metadata;
+  const controller = m.ownerReferences?.find((o) => o.controller === true);
   return {
     metadata: {
       name: m.name,
@@ -122,6 +130,19 @@ export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
       creationTimestamp: m.creationTimestamp,
       labels: m.labels,
       annotations: m.annotations,
+      ...(controller
+        ? {
+            ownerReferences: [
+              {
+                apiVersion: controller.apiVersion,
+                kind: controller.kind,
+                name: controller.name,
+                uid: controller.uid,
+                controller: true,
+              },
+            ],
+          }
+        : {}),
       managedFields: m.managedFields
         ?.map((e) => {
           const spec = e.fieldsV1?.["f:spec"] as Record<string, unknown> | undefined;

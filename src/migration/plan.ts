@@ -87,6 +87,7 @@ export function settingsOf(plan: MigrationPlan, now?: string): PlanSettings {
     requireIPv6Endpoints: plan.spec.ipv6Only?.requireIPv6Endpoints ?? true,
     allowLoadBalancerRecreate: plan.spec.ipv6Only?.allowLoadBalancerRecreate ?? false,
     requirePreflight: plan.spec.ipv6Only?.requirePreflight ?? true,
+    allowControllerOwned: plan.spec.ipv6Only?.allowControllerOwned ?? false,
   };
 }
 

@@ -11,7 +11,8 @@ import {
   type PreflightStatus,
   type Severity,
 } from "../api/migrationplan.js";
-import { clusterIPOf, type Service } from "./families.js";
+import { clusterIPOf, familyOfIP, type Service } from "./families.js";
+import { managersOf, ownerFindings, type Managers, type OwnerSettings } from "./owners.js";
 
 export const FINDING_KINDS = [
   "ServiceRange",
@@ -20,6 +21,12 @@ export const FINDING_KINDS = [
   "NetworkPolicy",
   "HardcodedClusterIP",
   "StaleServiceLinks",
+  "IPv4SpecValue",
+  "ManagedByController",
+  "ManagedByHelm",
+  "ManagedByArgoCD",
+  "ManagedByFlux",
+  "FamilyFieldManager",
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 
@@ -64,6 +71,13 @@ export interface SelectedService {
   endpointNodes: string[];
   /** When the cutover to IPv6-only finished, if it did. */
   cutoverTime?: string;
+  type?: string;
+  /** Addresses the Service keeps whatever its families: an IPv6-only Service would keep IPv4 ones. */
+  externalIPs?: string[];
+  loadBalancerSourceRanges?: string[];
+  loadBalancerIP?: string;
+  /** Who would apply the Service again after a move (src/migration/owners.ts). */
+  managers?: Managers;
 }
 
 /** What the checks read of a selected Service, given the nodes of its ready endpoints. */
@@ -77,6 +91,11 @@ export function selectedService(svc: Service, endpointNodes: string[]): Selected
     ipv6ClusterIP: clusterIPOf(svc.spec, "IPv6"),
     endpointNodes,
     cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
+    type: svc.spec.type,
+    externalIPs: svc.spec.externalIPs as string[] | undefined,
+    loadBalancerSourceRanges: svc.spec.loadBalancerSourceRanges,
+    loadBalancerIP: svc.spec.loadBalancerIP,
+    managers: managersOf(svc),
   };
 }
 
@@ -291,11 +310,63 @@ export function workloadOf(pod: {
   return `${owner.kind}/${owner.name}`;
 }
 
-/** Findings that keep a Service from going IPv6-only, by Service key. */
+/**
+ * IPv4 values in the fields the API server keeps whatever the Service's families (it checks no family there):
+ * after IPv6Only the external IPs are no longer served, the source ranges admit no client, and the load balancer
+ * can't take the address. Parsed with ipaddr.js, IPv4-mapped IPv6 counting as IPv4 as Kubernetes counts it.
+ */
+export function ipv4ValueFindings(services: SelectedService[]): Finding[] {
+  const out: Finding[] = [];
+  const isIPv4 = (ip: string) => ipaddr.isValid(ip) && familyOfIP(ip) === "IPv4";
+  for (const svc of services) {
+    if (svc.type === "ExternalName") continue;
+    const found = (reason: string, field: string, values: string[], effect: string) =>
+      out.push({
+        kind: "IPv4SpecValue",
+        severity: "Blocking",
+        object: `Service/${svc.key}`,
+        reason,
+        message: `spec.${field} of Service ${svc.key} holds IPv4 ${values.join(", ")}, which the API server keeps after IPv6Only: ${effect}`,
+        services: [svc.key],
+      });
+    const externalIPs = (svc.externalIPs ?? []).filter(isIPv4);
+    if (externalIPs.length > 0) {
+      found(
+        "IPv4ExternalIPs",
+        "externalIPs",
+        externalIPs,
+        "an IPv6-only Service is no longer served on them; replace them with IPv6 addresses or remove them",
+      );
+    }
+    const ranges = (svc.loadBalancerSourceRanges ?? []).map((r) => r.trim()).filter((r) => familyOfCIDR(r) === "IPv4");
+    if (ranges.length > 0) {
+      found(
+        "IPv4LoadBalancerSourceRanges",
+        "loadBalancerSourceRanges",
+        ranges,
+        "an IPv6-only load balancer admits no client through them; add the IPv6 ranges of the same clients and remove these",
+      );
+    }
+    if (svc.loadBalancerIP && isIPv4(svc.loadBalancerIP)) {
+      found(
+        "IPv4LoadBalancerIP",
+        "loadBalancerIP",
+        [svc.loadBalancerIP],
+        "an IPv6-only load balancer can't take it; remove it (or ask the provider for an IPv6 address)",
+      );
+    }
+  }
+  return out;
+}
+
+/**
+ * Findings that keep a Service from going IPv6-only through spec.ipv6Only.requirePreflight, by Service key. A
+ * controller-owned Service has a gate of its own (spec.ipv6Only.allowControllerOwned, in decide()).
+ */
 export function blockingByService(findings: Finding[]): Map<string, Finding[]> {
   const out = new Map<string, Finding[]>();
   for (const f of findings) {
-    if (f.severity !== "Blocking" || f.kind === "StaleServiceLinks") continue;
+    if (f.severity !== "Blocking" || f.kind === "StaleServiceLinks" || f.kind === "ManagedByController") continue;
     for (const key of f.services ?? []) out.set(key, [...(out.get(key) ?? []), f]);
   }
   return out;
@@ -310,9 +381,12 @@ export function cachedFindings(inputs: {
   nodes: NodeInfo[];
   networkPolicies: NetworkPolicyInfo[];
   services: SelectedService[];
+  settings: OwnerSettings;
 }): Finding[] {
   const namespaces = new Set(inputs.services.map((s) => s.namespace));
   return [
+    ...ipv4ValueFindings(inputs.services),
+    ...ownerFindings(inputs.services, inputs.settings),
     ...nodeFindings(inputs.nodes),
     ...endpointNodeFindings(inputs.services, ipv4OnlyNodes(inputs.nodes)),
     ...inputs.networkPolicies

@@ -26,6 +26,7 @@ import {
   type TargetPhase,
 } from "../api/migrationplan.js";
 import { cutover, cutoverRecord, restorableSpec, type CutoverRecord } from "./cutover.js";
+import { controllerOf } from "./owners.js";
 import {
   annotationJSON,
   clusterIPOf,
@@ -63,6 +64,7 @@ export interface PlanSettings {
   requireIPv6Endpoints: boolean;
   allowLoadBalancerRecreate: boolean;
   requirePreflight: boolean;
+  allowControllerOwned: boolean;
   /** The time to record as a cutover's start (ISO 8601); passed in so decide() stays pure. */
   now?: string;
 }
@@ -161,6 +163,14 @@ export function decide(svc: Service, settings: PlanSettings, facts: ServiceFacts
         action: "skip",
         reason: REASONS.selectorlessWithoutIPv6Endpoints,
         message: "a Service without a selector has hand-made endpoints, and none of them is IPv6",
+      };
+    }
+    const controller = controllerOf(svc);
+    if (controller && !settings.allowControllerOwned) {
+      return {
+        action: "block",
+        reason: REASONS.controllerOwned,
+        message: `controlled by ${controller.kind} ${controller.name}, which may revert it or re-create it mid-cutover; set spec.ipv6Only.allowControllerOwned to cut it over anyway`,
       };
     }
     if (hasSelector(svc) && settings.requireIPv6Endpoints && facts.ipv6ReadyEndpoints === 0) {

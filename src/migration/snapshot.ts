@@ -15,6 +15,7 @@ import {
   type NodeInfo,
   type SelectedService,
 } from "./preflight.js";
+import type { OwnerSettings } from "./owners.js";
 import { decide, type Decision, type PlanSettings } from "./service.js";
 
 /** What the checks read of a Service's EndpointSlices: their readiness is computed once, when they are read. */
@@ -64,9 +65,21 @@ export function preflightSubjects(selection: Selection, snapshot: ClusterSnapsho
   return selection.owned.map((svc) => selectedService(svc, snapshot.endpoints(keyOf(svc)).nodeNames));
 }
 
-/** The findings computed from the snapshot alone (Nodes, NetworkPolicies, endpoints), on every reconcile. */
-export function snapshotFindings(snapshot: ClusterSnapshot, subjects: SelectedService[]): Finding[] {
-  return cachedFindings({ nodes: snapshot.nodes, networkPolicies: snapshot.networkPolicies, services: subjects });
+/**
+ * The findings computed from the snapshot alone (Nodes, NetworkPolicies, endpoints, the Services' own fields and
+ * managers), on every reconcile; the plan's settings say what to change and whether a controller blocks.
+ */
+export function snapshotFindings(
+  snapshot: ClusterSnapshot,
+  subjects: SelectedService[],
+  settings: OwnerSettings,
+): Finding[] {
+  return cachedFindings({
+    nodes: snapshot.nodes,
+    networkPolicies: snapshot.networkPolicies,
+    services: subjects,
+    settings,
+  });
 }
 
 export interface Assessment {

@@ -248,7 +248,7 @@ export class MigrationPlanReconciler implements Reconciler {
       this.scans.set(plan.metadata.name, { generation, at: now, findings: scanned });
       this.log.debug("preflight scan", { plan: plan.metadata.name, pods: result.pods, configMaps: result.configMaps });
     }
-    return [...snapshotFindings(snapshot, subjects), ...scanned];
+    return [...snapshotFindings(snapshot, subjects, settingsOf(plan)), ...scanned];
   }
 
   /** From the ServiceCIDR cache where that API is served, else from a dry run (remembered for a while). */

@@ -223,6 +223,7 @@ describe("migration/plan: settingsOf", () => {
       requireIPv6Endpoints: true,
       allowLoadBalancerRecreate: false,
       requirePreflight: true,
+      allowControllerOwned: false,
     });
   });
 
@@ -230,7 +231,12 @@ describe("migration/plan: settingsOf", () => {
     const p = plan("p", {
       targetPhase: "IPv6Only",
       dualStack: { ipFamilyPolicy: "RequireDualStack" },
-      ipv6Only: { requireIPv6Endpoints: false, allowLoadBalancerRecreate: true, requirePreflight: false },
+      ipv6Only: {
+        requireIPv6Endpoints: false,
+        allowLoadBalancerRecreate: true,
+        requirePreflight: false,
+        allowControllerOwned: true,
+      },
     });
     assert.deepEqual(settingsOf(p, "2026-01-01T00:00:00.000Z"), {
       now: "2026-01-01T00:00:00.000Z",
@@ -241,6 +247,7 @@ describe("migration/plan: settingsOf", () => {
       requireIPv6Endpoints: false,
       allowLoadBalancerRecreate: true,
       requirePreflight: false,
+      allowControllerOwned: true,
     });
   });
 });

@@ -5,6 +5,7 @@ import {
   endpointNodeFindings,
   hardcodedIPFindings,
   ipv4OnlyNodes,
+  ipv4ValueFindings,
   networkPolicyFindings,
   nodeFindings,
   serviceRangeFindings,
@@ -203,5 +204,49 @@ describe("preflight: stale service links", () => {
       "StatefulSet/db",
     );
     assert.equal(workloadOf({ name: "bare" }), "Pod/bare");
+  });
+});
+
+describe("preflight: IPv4 values an IPv6-only Service would keep", () => {
+  it("names each field with its IPv4 values, parsed with ipaddr.js, as Blocking for that Service", () => {
+    const findings = ipv4ValueFindings([
+      svc("lb", {
+        type: "LoadBalancer",
+        externalIPs: ["203.0.113.7", "2001:db8::7", "::ffff:198.51.100.1"],
+        loadBalancerSourceRanges: ["10.0.0.0/8", " 192.168.0.0/16 ", "fd00::/8"],
+        loadBalancerIP: "203.0.113.10",
+      }),
+    ]);
+    assert.deepEqual(
+      findings.map((f) => [f.reason, f.severity, f.object]),
+      [
+        ["IPv4ExternalIPs", "Blocking", "Service/shop/lb"],
+        ["IPv4LoadBalancerSourceRanges", "Blocking", "Service/shop/lb"],
+        ["IPv4LoadBalancerIP", "Blocking", "Service/shop/lb"],
+      ],
+    );
+    // An IPv4-mapped IPv6 address is IPv4 to Kubernetes; the IPv6 values are not named.
+    assert.match(
+      findings[0]?.message ?? "",
+      /^spec.externalIPs of Service shop\/lb holds IPv4 203.0.113.7, ::ffff:198.51.100.1,/,
+    );
+    assert.match(findings[1]?.message ?? "", /holds IPv4 10.0.0.0\/8, 192.168.0.0\/16, .* admits no client/);
+    assert.match(findings[2]?.message ?? "", /spec.loadBalancerIP of Service shop\/lb holds IPv4 203.0.113.10/);
+    assert.deepEqual([...blockingByService(findings).keys()], ["shop/lb"]);
+  });
+
+  it("IPv6 values, empty fields and ExternalName Services give none", () => {
+    assert.deepEqual(
+      ipv4ValueFindings([
+        svc("v6", {
+          externalIPs: ["2001:db8::1"],
+          loadBalancerSourceRanges: ["2001:db8::/32"],
+          loadBalancerIP: "2001:db8::2",
+        }),
+        svc("none"),
+        svc("en", { type: "ExternalName", externalIPs: ["203.0.113.7"] }),
+      ]),
+      [],
+    );
   });
 });

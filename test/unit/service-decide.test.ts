@@ -76,6 +76,7 @@ function settings(target: TargetPhase, extra: Partial<PlanSettings> = {}): PlanS
     requireIPv6Endpoints: true,
     allowLoadBalancerRecreate: false,
     requirePreflight: true,
+    allowControllerOwned: false,
     ...extra,
   };
 }
@@ -403,7 +404,7 @@ describe("migration/service: managedFields", () => {
   });
 
   describe("trimService", () => {
-    it("keeps the metadata the engine reads and only the family-related managedFields", () => {
+    it("keeps the metadata the engine reads, only the family-related managedFields and the controller's reference", () => {
       const raw: KubeObject & { spec?: ServiceSpec } = {
         apiVersion: "v1",
         kind: "Service",
@@ -416,7 +417,10 @@ describe("migration/service: managedFields", () => {
           creationTimestamp: "2024-01-01T00:00:00Z",
           labels: { app: "web" },
           annotations: { owner: "team-a" },
-          ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "x", uid: "u" }],
+          ownerReferences: [
+            { apiVersion: "v1", kind: "ConfigMap", name: "x", uid: "u" },
+            { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", name: "db", uid: "c", controller: true },
+          ],
           finalizers: ["example.com/keep"],
           managedFields: [
             entry("helm", "2024-05-01T10:00:00Z", ["ipFamilies", "ports", "selector", "type"]),
@@ -440,6 +444,9 @@ describe("migration/service: managedFields", () => {
           creationTimestamp: "2024-01-01T00:00:00Z",
           labels: { app: "web" },
           annotations: { owner: "team-a" },
+          ownerReferences: [
+            { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", name: "db", uid: "c", controller: true },
+          ],
           managedFields: [
             {
               manager: "helm",
@@ -464,6 +471,7 @@ describe("migration/service: managedFields", () => {
       const trimmed = trimService({ metadata: { name: "bare", namespace: "shop" } });
       assert.deepEqual(trimmed.spec, {});
       assert.equal(trimmed.metadata.managedFields, undefined);
+      assert.equal(trimmed.metadata.ownerReferences, undefined);
     });
   });
 });
@@ -694,6 +702,32 @@ describe("migration/service: decide", () => {
         message:
           "changing the primary family of a LoadBalancer Service recreates its cloud load balancer; set spec.ipv6Only.allowLoadBalancerRecreate to allow it",
       });
+    });
+
+    it("a Service with a controlling ownerReference is blocked, and cuts over with allowControllerOwned", () => {
+      const svc = dualStack("ClusterIP");
+      svc.metadata.ownerReferences = [
+        { apiVersion: "v1", kind: "ConfigMap", name: "not-the-controller", uid: "u1" },
+        { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", name: "db", uid: "u2", controller: true },
+      ];
+      assert.deepEqual(decide(svc, settings("IPv6Only"), WITH_V6), {
+        action: "block",
+        reason: "ControllerOwned",
+        message:
+          "controlled by Cluster db, which may revert it or re-create it mid-cutover; set spec.ipv6Only.allowControllerOwned to cut it over anyway",
+      });
+      expectAction(decide(svc, settings("IPv6Only", { allowControllerOwned: true }), WITH_V6), "cutover");
+      // Not a preflight finding's gate: turning requirePreflight off does not let it through.
+      assert.equal(decide(svc, settings("IPv6Only", { requirePreflight: false }), WITH_V6).action, "block");
+      // Going dual-stack keeps the IPv4 address the controller knows: not gated.
+      const v4 = service(ipv4Spec("ClusterIP"), { ownerReferences: svc.metadata.ownerReferences });
+      assert.equal(decide(v4, settings("DualStack"), WITH_V6).action, "patch");
+    });
+
+    it("an ownerReference that is not the controller does not block", () => {
+      const svc = dualStack("ClusterIP");
+      svc.metadata.ownerReferences = [{ apiVersion: "v1", kind: "ConfigMap", name: "x", uid: "u1" }];
+      expectAction(decide(svc, settings("IPv6Only"), WITH_V6), "cutover");
     });
 
     it("LoadBalancer with allowLoadBalancerRecreate cuts over and keeps its load-balancer fields in the restore", () => {

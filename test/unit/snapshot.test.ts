@@ -87,7 +87,7 @@ describe("migration/snapshot: one path for the reconciler and the audit", () => 
 
   it("endpoints and snapshot findings gate the move: ready IPv6 endpoints on a dual-stack node move", () => {
     const selection = selectServices(newer, snap);
-    const findings = snapshotFindings(snap, preflightSubjects(selection, snap));
+    const findings = snapshotFindings(snap, preflightSubjects(selection, snap), settingsOf(newer));
     const { decisions, tally } = assess(selection, snap, settingsOf(newer), findings);
     const action = (name: string) => decisions.find((d) => d.svc.metadata.name === name)?.decision;
     assert.equal(action("ready")?.action, "cutover");
