@@ -92,7 +92,7 @@ export function selectedService(svc: Service, endpointNodes: string[]): Selected
     endpointNodes,
     cutoverTime: svc.metadata.annotations?.[CUTOVER_TIME_ANNOTATION],
     type: svc.spec.type,
-    externalIPs: svc.spec.externalIPs as string[] | undefined,
+    externalIPs: svc.spec.externalIPs,
     loadBalancerSourceRanges: svc.spec.loadBalancerSourceRanges,
     loadBalancerIP: svc.spec.loadBalancerIP,
     managers: managersOf(svc),

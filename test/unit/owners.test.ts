@@ -30,7 +30,7 @@ function findings(service: Service, settings: OwnerSettings = DUAL): Finding[] {
 
 const only = (list: Finding[]): Finding => {
   assert.equal(list.length, 1, JSON.stringify(list));
-  return list[0]!;
+  return list[0];
 };
 
 describe("migration/owners: who would undo a move", () => {
