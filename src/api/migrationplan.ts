@@ -100,6 +100,9 @@ export const FLUX_HELMRELEASE_LABELS = {
   namespace: "helm.toolkit.fluxcd.io/namespace",
 } as const;
 
+/** The label the API server puts on every Namespace with its name: admission bindings select by it. */
+export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
+
 /** The EndpointSlice label naming its Service (discovery.k8s.io). */
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 

@@ -243,6 +243,8 @@ export interface StatusInput {
   /** When a stall that only a retry can clear is retried (status.retryAt). */
   retryAt?: string;
   preflight?: PreflightStatus;
+  /** The NewServicesDefaulted condition (spec.newServices); left as it is when undefined. */
+  newServices?: { status: boolean; reason: string; message: string };
   now: () => string;
 }
 
@@ -343,6 +345,10 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
         ? `${total} findings, none blocking`
         : `${blocking.length} blocking findings, e.g. ${blocking[0]?.object}: ${blocking[0]?.reason}`,
     );
+  }
+  if (input.newServices) {
+    const { status, reason, message } = input.newServices;
+    set(CONDITIONS.newServicesDefaulted, status, reason, message);
   }
   const problems = [...tally.problems].sort((a, b) =>
     `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),

@@ -63,6 +63,8 @@ import {
   type ClusterSnapshot,
   type Selection,
 } from "../migration/snapshot.js";
+import type { ConditionInput } from "../migration/guardrails.js";
+import { NewServiceGuardrails } from "./guardrails.js";
 import type { Capability } from "./precondition.js";
 import { scanPreflight } from "./preflight.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
@@ -95,6 +97,8 @@ export class MigrationPlanReconciler implements Reconciler {
   private readonly clock: Clock;
   private readonly preflightIntervalMs: number;
   private readonly writer: ServiceWriter;
+  /** The admission policies of spec.newServices. */
+  private readonly guardrails: NewServiceGuardrails;
   /** Plan writes (status, finalizer) the cache has not shown yet (the Service writes have theirs, in the writer). */
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
@@ -111,6 +115,7 @@ export class MigrationPlanReconciler implements Reconciler {
     this.planWrites = new WriteExpectations(options.clock);
     this.writer =
       options.writer ?? new ServiceWriter(options.client, options.logger, new WriteExpectations(options.clock));
+    this.guardrails = new NewServiceGuardrails(options.client, options.logger, options.clock, this.preflightIntervalMs);
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -146,6 +151,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const cached = this.caches.plans.store.get(name);
     if (!cached) {
       this.scans.delete(name);
+      this.guardrails.forget(name);
       return undefined;
     }
     if (!this.planWrites.satisfied(name, cached.metadata.resourceVersion)) return { requeueAfterMs: CACHE_CATCH_UP_MS };
@@ -181,6 +187,7 @@ export class MigrationPlanReconciler implements Reconciler {
       ipv6ServiceRange: await this.ipv6ServiceRange(snapshot),
       now,
     };
+    const newServices = await this.guardrails.sync(plan, deleting, input.ipv6ServiceRange);
     if (deleting && deletionDone(cached, tally, decisions)) return this.setFinalizer(cached, false);
     const step = planRollout(input);
     const outcome = await this.write(plan, step, tally, signal);
@@ -204,6 +211,7 @@ export class MigrationPlanReconciler implements Reconciler {
         retryAt: after.retryAt,
         capability: input.ipv6ServiceRange,
         preflight: preflightStatus(findings),
+        newServices,
         ...(deleting ? { deleting: cached.spec.deletionPolicy ?? "Orphan" } : {}),
       },
       requeueAfterMs,
@@ -403,6 +411,7 @@ export class MigrationPlanReconciler implements Reconciler {
       retryAt?: string;
       capability?: Capability;
       preflight?: PreflightStatus;
+      newServices?: ConditionInput;
       deleting?: DeletionPolicy;
     },
     requeueAfterMs?: number,
@@ -415,6 +424,7 @@ export class MigrationPlanReconciler implements Reconciler {
       retryAt: parts.retryAt,
       preflight: parts.preflight,
       deleting: parts.deleting,
+      newServices: parts.newServices,
       clusterDualStackCapable: parts.capability ?? { status: undefined, message: "" },
       now: () => new Date(this.clock.now()).toISOString(),
     });
