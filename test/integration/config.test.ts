@@ -154,7 +154,7 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
   });
 
   it("every kustomization builds, and config/default passes a server-side dry run", async () => {
-    for (const dir of ["crd", "rbac", "manager", "default", "samples", "prometheus", "service-probe"]) {
+    for (const dir of ["crd", "rbac", "manager", "default", "samples", "prometheus", "service-probe", "guardrails"]) {
       await kubectl(["kustomize", path.join(CONFIG, dir)]);
     }
     // A dry run creates nothing, so the objects that go into the namespace can only be checked once it exists.
