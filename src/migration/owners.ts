@@ -169,16 +169,17 @@ export function ownerFindings(services: SelectedService[], settings: OwnerSettin
       });
     }
     for (const f of m.fieldManagers) {
+      const them = f.fields.length > 1 ? "them" : "it";
       const again =
         f.operation === "Apply"
-          ? "its next server-side apply sets them again"
-          : "its next write of the Service may set them again";
+          ? `its next server-side apply sets ${them} again`
+          : `its next write of the Service may set ${them} again`;
       out.push({
         ...base,
         kind: "FamilyFieldManager",
         severity: "Warning",
         reason: "FamilyFieldManager",
-        message: `field manager ${f.manager} (operation ${f.operation}) owns ${f.fields.join(" and ")} of Service ${svc.key}: ${again}; change them to ${wanted} in what ${f.manager} writes, or drop them from it`,
+        message: `field manager ${f.manager} (operation ${f.operation}) owns ${f.fields.join(" and ")} of Service ${svc.key}: ${again}; change ${them} to ${wanted} in what ${f.manager} writes, or drop ${them} from it`,
       });
     }
   }

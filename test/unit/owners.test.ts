@@ -170,7 +170,7 @@ describe("migration/owners: who would undo a move", () => {
       list[1]?.message ?? "",
       /^field manager kubectl-edit \(operation Update\) owns spec.ipFamilyPolicy of/,
     );
-    assert.match(list[1]?.message ?? "", /its next write of the Service may set them again/);
+    assert.match(list[1]?.message ?? "", /its next write of the Service may set it again; change it to/);
   });
 
   it("a Service with several managers gets one finding for each", () => {
