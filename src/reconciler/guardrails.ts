@@ -24,9 +24,9 @@ import {
   guardrailName,
   guardrailWant,
   mayHavePolicies,
-  type AdmissionObject,
   type ConditionInput,
   type GuardrailKind,
+  type GuardrailWant,
 } from "../migration/guardrails.js";
 import type { Capability } from "./precondition.js";
 
@@ -53,8 +53,12 @@ export async function servesMutatingAdmissionPolicies(client: KubeClient): Promi
 }
 
 export class NewServiceGuardrails {
-  /** What was last applied for each plan, and when: a fact cache, empty after a restart (which re-applies). */
-  private readonly applied = new Map<string, { hash: string; at: number }>();
+  /**
+   * Each plan's last attempt: what it was asked (its generation, what it wanted, the IPv6 range), when, and the
+   * outcome. The same attempt is not repeated before the resync, so a refused write is not retried on every
+   * reconcile, and a change of the plan tries again at once. A fact cache: empty after a restart, which re-applies.
+   */
+  private readonly attempts = new Map<string, { key: string; at: number; result: ConditionInput | undefined }>();
   private discovery: { at: number; served: boolean } | undefined;
 
   constructor(
@@ -65,7 +69,7 @@ export class NewServiceGuardrails {
   ) {}
 
   forget(plan: string): void {
-    this.applied.delete(plan);
+    this.attempts.delete(plan);
   }
 
   /**
@@ -74,14 +78,30 @@ export class NewServiceGuardrails {
    * unreachable server throws, for the controller to retry.
    */
   async sync(plan: MigrationPlan, deleting: boolean, ipv6Range: Capability): Promise<ConditionInput | undefined> {
-    const name = plan.metadata.name;
     const want = guardrailWant(plan, deleting);
     if (want.want === "untouched") return undefined;
-    const current = findCondition(plan.status?.conditions, CONDITIONS.newServicesDefaulted);
+    const key = createHash("sha256")
+      .update(JSON.stringify([plan.metadata.generation, want, ipv6Range.status]))
+      .digest("hex");
+    const last = this.attempts.get(plan.metadata.name);
+    const now = this.clock.now();
+    if (last?.key === key && now - last.at < this.resyncMs) return last.result;
+    const result = await this.attempt(plan, want, ipv6Range);
+    this.attempts.set(plan.metadata.name, { key, at: now, result });
+    return result;
+  }
+
+  private async attempt(
+    plan: MigrationPlan,
+    want: Exclude<GuardrailWant, { want: "untouched" }>,
+    ipv6Range: Capability,
+  ): Promise<ConditionInput | undefined> {
+    const name = plan.metadata.name;
     try {
       if (want.want === "absent") {
         if (mayHavePolicies(plan)) await this.remove(name);
-        return current || plan.spec.newServices === "Default" ? { status: false, ...want } : undefined;
+        const reported = findCondition(plan.status?.conditions, CONDITIONS.newServicesDefaulted);
+        return reported || plan.spec.newServices === "Default" ? { status: false, ...want } : undefined;
       }
       if (!(await this.served())) {
         return {
@@ -99,7 +119,13 @@ export class NewServiceGuardrails {
           message: `${ipv6Range.message}; no policy is kept`,
         };
       }
-      await this.apply(name, want.objects, current?.status === "True");
+      for (const object of want.objects) {
+        await this.client.patch(typeOf(object.kind), undefined, object.metadata.name, object, "apply", {
+          fieldManager: FIELD_MANAGER,
+          force: true,
+        });
+      }
+      this.log.info("admission policies applied for new Services", { plan: name, name: guardrailName(name) });
       return { status: true, reason: REASONS.policiesApplied, message: want.message };
     } catch (err) {
       return this.failure(err);
@@ -114,22 +140,6 @@ export class NewServiceGuardrails {
     return this.discovery.served;
   }
 
-  /** Applies the objects when they changed, at each resync, or when the status does not say they are there. */
-  private async apply(plan: string, objects: AdmissionObject[], reported: boolean): Promise<void> {
-    const hash = createHash("sha256").update(JSON.stringify(objects)).digest("hex");
-    const last = this.applied.get(plan);
-    const now = this.clock.now();
-    if (reported && last?.hash === hash && now - last.at < this.resyncMs) return;
-    for (const object of objects) {
-      await this.client.patch(typeOf(object.kind), undefined, object.metadata.name, object, "apply", {
-        fieldManager: FIELD_MANAGER,
-        force: true,
-      });
-    }
-    this.applied.set(plan, { hash, at: now });
-    this.log.info("admission policies applied for new Services", { plan, name: guardrailName(plan) });
-  }
-
   /** Bindings first, so that no binding is left naming a policy that is gone. */
   private async remove(plan: string): Promise<void> {
     const name = guardrailName(plan);
@@ -140,7 +150,6 @@ export class NewServiceGuardrails {
         if (!isNotFound(err)) throw err;
       }
     }
-    this.applied.delete(plan);
   }
 
   private failure(err: unknown): ConditionInput {

@@ -264,6 +264,18 @@ describe("new Services born at the plan's phase (spec.newServices), as the Servi
       findCondition(refused.status?.conditions, "NewServicesDefaulted")?.message ?? "",
       /^PATCH \/apis\/admissionregistration.k8s.io\/v1\/mutatingadmissionpolicies\/ipv6migration-refused-new-services was forbidden: .*cannot create resource "mutatingadmissionpolicies".*; writing admission policies needs the RBAC of config\/guardrails/,
     );
+    // A refused write is not tried again at every reconcile: one more, made by a new Service, tries nothing.
+    const selected = refused.status?.summary?.selected ?? 0;
+    await createServiceCommand(env.cp, OUTSIDE, "later");
+    await eventually(
+      async () =>
+        (await getPlan(env.client, "refused")).status?.summary?.selected === selected + 1 ? true : undefined,
+      "the plan to count the new Service",
+    );
+    const refusals = env.cp
+      .auditEvents(user)
+      .filter((e) => e.responseStatus?.code === 403 && e.requestURI.includes("ipv6migration-refused-new-services"));
+    assert.equal(refusals.length, 1, refusals.map((e) => `${e.verb} ${e.requestURI}`).join("\n"));
     await kubectlOK(env.cp, ["apply", "-k", path.join(CONFIG, "guardrails")]);
     await waitForCanI(env.cp, user, "yes", "create", "mutatingadmissionpolicies");
     // A change to the plan is what makes it try again (a resync does too, at the preflight interval).
