@@ -47,6 +47,7 @@ fmt: node_modules/.installed
 
 testenv:
 	@testenv/build.sh >/dev/null
+	@testenv/build.sh --dataplane >/dev/null
 
 test: build lint testenv
 	node dist/test/run.js
