@@ -21,7 +21,7 @@ endif
 IMG ?= ipv6-migration-operator:dev
 KUBECTL ?= kubectl
 
-.PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy docs node clean
+.PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench bench-dataplane docker-build deploy undeploy docs node clean
 
 node: $(NODE_BIN)
 
@@ -64,6 +64,10 @@ test-faults: build testenv
 
 bench: build testenv
 	node dist/bench/run.js
+
+# Traffic through a whole plan on a real data plane (kube-proxy + CoreDNS in a network namespace; needs root).
+bench-dataplane: build testenv
+	node dist/bench/dataplane.js
 
 demo: build testenv
 	node dist/src/cli/main.js demo $(DEMO_ARGS)
