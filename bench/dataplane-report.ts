@@ -52,7 +52,7 @@ export function replaceMarked(text: string, block: string): string {
 
 /** The marked block of a file as it is, for a writer that rewrites the rest (bench/run.ts). */
 export function keepMarked(fresh: string, file: string): string {
-  let current = "";
+  let current: string;
   try {
     current = readFileSync(file, "utf8");
   } catch {
@@ -178,21 +178,30 @@ export function renderTimeline(run: DataplaneRun, title: string): string {
       const failed = t.failed[kind][i] ?? 0;
       const bx = (left + i * bw).toFixed(1);
       const w = Math.max(0.5, bw - 0.5).toFixed(1);
-      if (ok > 0) out.push(`<rect x="${bx}" y="${(base - ok * scale).toFixed(1)}" width="${w}" height="${(ok * scale).toFixed(1)}" fill="#8fd19e"/>`);
+      if (ok > 0)
+        out.push(
+          `<rect x="${bx}" y="${(base - ok * scale).toFixed(1)}" width="${w}" height="${(ok * scale).toFixed(1)}" fill="#8fd19e"/>`,
+        );
       if (failed > 0) {
         const h = Math.max(3, failed * scale);
-        out.push(`<rect x="${bx}" y="${(base - ok * scale - h).toFixed(1)}" width="${w}" height="${h.toFixed(1)}" fill="#d62728"/>`);
+        out.push(
+          `<rect x="${bx}" y="${(base - ok * scale - h).toFixed(1)}" width="${w}" height="${h.toFixed(1)}" fill="#d62728"/>`,
+        );
       }
     }
   });
   const bottom = top + rowH * CLIENT_KINDS.length;
   for (const b of t.batches) {
-    out.push(`<line x1="${x(b).toFixed(1)}" x2="${x(b).toFixed(1)}" y1="${top}" y2="${bottom}" stroke="#888" stroke-dasharray="3 3"/>`);
+    out.push(
+      `<line x1="${x(b).toFixed(1)}" x2="${x(b).toFixed(1)}" y1="${top}" y2="${bottom}" stroke="#888" stroke-dasharray="3 3"/>`,
+    );
   }
   t.phases.forEach((p, i) => {
     const px = x(p.t).toFixed(1);
     out.push(`<line x1="${px}" x2="${px}" y1="${top - 4}" y2="${bottom}" stroke="#333"/>`);
-    out.push(`<text x="${(x(p.t) + 3).toFixed(1)}" y="${top - 6 + (i % 2) * 0}" font-weight="bold">${p.name.replace(/^.*→ /, "→ ")}</text>`);
+    out.push(
+      `<text x="${(x(p.t) + 3).toFixed(1)}" y="${top - 6 + (i % 2) * 0}" font-weight="bold">${p.name.replace(/^.*→ /, "→ ")}</text>`,
+    );
   });
   const seconds = (bins * t.binMs) / 1000;
   const step = seconds > 120 ? 30 : 10;
@@ -204,9 +213,14 @@ export function renderTimeline(run: DataplaneRun, title: string): string {
   return out.join("\n") + "\n";
 }
 
-export function writeReports(r: DataplaneResults, files: { readme: string; reliability: string; svg: (i: number) => string }): void {
+export function writeReports(
+  r: DataplaneResults,
+  files: { readme: string; reliability: string; svg: (i: number) => string },
+): void {
   const section = renderSection(r);
   writeFileSync(files.readme, replaceMarked(readFileSync(files.readme, "utf8"), section));
   writeFileSync(files.reliability, replaceMarked(readFileSync(files.reliability, "utf8"), renderSection(r, "###")));
-  r.runs.forEach((run, i) => writeFileSync(files.svg(i), renderTimeline(run, `Traffic through the plan: ${run.label}`)));
+  r.runs.forEach((run, i) =>
+    writeFileSync(files.svg(i), renderTimeline(run, `Traffic through the plan: ${run.label}`)),
+  );
 }

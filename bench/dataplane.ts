@@ -11,7 +11,16 @@ import { KubeClient } from "../src/runtime/client.js";
 import { repoRoot, startControlPlane } from "../src/testenv/controlplane.js";
 import { dataPlaneUnavailable, startDataPlane } from "../src/testenv/dataplane.js";
 import { CLIENT_KINDS, type ClientKind } from "../src/testenv/probe-protocol.js";
-import { SCENARIO_USERS, SHAPES, createEstate, estate, pods, runScenario, type ScenarioOptions, type ScenarioResult } from "../test/dataplane-scenario.js";
+import {
+  SCENARIO_USERS,
+  SHAPES,
+  createEstate,
+  estate,
+  pods,
+  runScenario,
+  type ScenarioOptions,
+  type ScenarioResult,
+} from "../test/dataplane-scenario.js";
 import { writeReports, type DataplaneResults, type DataplaneRun, type Timeline } from "./dataplane-report.js";
 
 const BENCH_DIR = path.join(repoRoot, "bench");
@@ -25,19 +34,25 @@ const SERVICES = Number(process.env.DP_SERVICES ?? 20);
 const RATE = Number(process.env.DP_RATE ?? 200);
 const RUNS: Record<string, { label: string; minSyncPeriod?: string }> = {
   default: { label: "kube-proxy as shipped (--min-sync-period 1s)" },
-  minsync0: { label: "kube-proxy --min-sync-period=0 (every change synced at once; shows the mechanism)", minSyncPeriod: "0s" },
+  minsync0: {
+    label: "kube-proxy --min-sync-period=0 (every change synced at once; shows the mechanism)",
+    minSyncPeriod: "0s",
+  },
 };
 const RUN_NAMES = (process.env.DP_RUNS ?? "default,minsync0").split(",");
 
 const started = performance.now();
 const log = (message: string) =>
-  process.stderr.write(`[bench-dataplane ${((performance.now() - started) / 1000).toFixed(1).padStart(6)}s] ${message}\n`);
+  process.stderr.write(
+    `[bench-dataplane ${((performance.now() - started) / 1000).toFixed(1).padStart(6)}s] ${message}\n`,
+  );
 
 function timeline(result: ScenarioResult): Timeline {
   const binMs = 1000;
   const start = result.records.startedAt;
   const bins = Math.ceil((result.records.stoppedAt - start) / binMs);
-  const zeros = () => Object.fromEntries(CLIENT_KINDS.map((k) => [k, new Array<number>(bins).fill(0)])) as Record<ClientKind, number[]>;
+  const zeros = () =>
+    Object.fromEntries(CLIENT_KINDS.map((k) => [k, new Array<number>(bins).fill(0)])) as Record<ClientKind, number[]>;
   const ok = zeros();
   const failed = zeros();
   for (const r of result.records.requests) {
@@ -75,7 +90,9 @@ async function runOnce(name: string, options: Omit<ScenarioOptions, "namespace">
     writeFileSync(path.join(BENCH_DIR, "out", `dataplane-${name}-operator.log`), result.operatorOutput);
     writeFileSync(path.join(BENCH_DIR, "out", `dataplane-${name}-records.json`), JSON.stringify(result.records));
     for (const f of result.figures) {
-      log(`  ${f.name}: ${CLIENT_KINDS.map((k) => `${k} ${f.kinds[k].failedDefect}+${f.kinds[k].failedByDesign}/${f.kinds[k].requests}`).join(", ")}`);
+      log(
+        `  ${f.name}: ${CLIENT_KINDS.map((k) => `${k} ${f.kinds[k].failedDefect}+${f.kinds[k].failedByDesign}/${f.kinds[k].requests}`).join(", ")}`,
+      );
     }
     return {
       label: spec.label,
@@ -128,8 +145,12 @@ async function main(): Promise<void> {
     machine: {
       cpus: os.cpus().length,
       kernel: `${os.type()} ${os.release()}`,
-      kubernetes: /k8s\.io\/kubernetes (v\S+)/.exec(readFileSync(path.join(repoRoot, "testenv/kube/go.mod"), "utf8"))?.[1] ?? "",
-      coredns: /github\.com\/coredns\/coredns (v\S+)/.exec(readFileSync(path.join(repoRoot, "testenv/coredns/go.mod"), "utf8"))?.[1] ?? "",
+      kubernetes:
+        /k8s\.io\/kubernetes (v\S+)/.exec(readFileSync(path.join(repoRoot, "testenv/kube/go.mod"), "utf8"))?.[1] ?? "",
+      coredns:
+        /github\.com\/coredns\/coredns (v\S+)/.exec(
+          readFileSync(path.join(repoRoot, "testenv/coredns/go.mod"), "utf8"),
+        )?.[1] ?? "",
       node: process.version,
     },
     config,

@@ -30,7 +30,7 @@ export interface EstateService {
 /** n Services cycling through the shapes, each with its own pod. */
 export function estate(n: number, shapes: readonly Shape[] = SHAPES): EstateService[] {
   return Array.from({ length: n }, (_, i) => {
-    const shape = shapes[i % shapes.length] as Shape;
+    const shape = shapes[i % shapes.length];
     const name = `${shape}-${Math.floor(i / shapes.length)}`;
     return { name, shape, pod: podFor(name, i) };
   });
@@ -80,7 +80,12 @@ export function pods(services: EstateService[]): PodSpec[] {
   return services.map((s) => s.pod);
 }
 
-export async function createEstate(cp: ControlPlane, dp: DataPlane, client: KubeClient, options: ScenarioOptions): Promise<void> {
+export async function createEstate(
+  cp: ControlPlane,
+  dp: DataPlane,
+  client: KubeClient,
+  options: ScenarioOptions,
+): Promise<void> {
   await installCRD(cp);
   await client.create(NAMESPACES, undefined, { metadata: { name: options.namespace } });
   for (const svc of options.services) await client.create(SERVICES, options.namespace, serviceBody(svc));
@@ -88,16 +93,13 @@ export async function createEstate(cp: ControlPlane, dp: DataPlane, client: Kube
   // EndpointSlices, its ClusterIP refuses connections.
   for (const svc of options.services) {
     const fqdn = `${svc.name}.${options.namespace}.svc.cluster.local`;
-    await eventually(
-      async () => {
-        const answer = await dp.dns(fqdn, "A");
-        if (!answer.addresses?.length) return undefined;
-        if (svc.shape === "headless") return true;
-        const reply = await dp.get(`http://${answer.addresses[0]}:${SERVICE_PORT}/`);
-        return reply.ok && reply.body === svc.pod.name ? true : undefined;
-      },
-      `${svc.name} to answer through kube-proxy and CoreDNS`,
-    );
+    await eventually(async () => {
+      const answer = await dp.dns(fqdn, "A");
+      if (!answer.addresses?.length) return undefined;
+      if (svc.shape === "headless") return true;
+      const reply = await dp.get(`http://${answer.addresses[0]}:${SERVICE_PORT}/`);
+      return reply.ok && reply.body === svc.pod.name ? true : undefined;
+    }, `${svc.name} to answer through kube-proxy and CoreDNS`);
   }
 }
 
@@ -117,7 +119,10 @@ export async function runScenario(
   options: ScenarioOptions,
 ): Promise<ScenarioResult> {
   const log = options.log ?? (() => undefined);
-  const operator = new OperatorProcess(cp, OPERATOR_USER, { ...shippedContainer().env, ...options.operatorEnv }).start();
+  const operator = new OperatorProcess(cp, OPERATOR_USER, {
+    ...shippedContainer().env,
+    ...options.operatorEnv,
+  }).start();
   const probeServices: ProbeService[] = options.services.map((s) => ({
     namespace: options.namespace,
     name: s.name,
@@ -153,7 +158,8 @@ export async function runScenario(
         log(`plan ${PLAN}: ${from} -> ${target}`);
         await client.patch(MIGRATION_PLANS, undefined, PLAN, { spec: { targetPhase: target } }, "merge");
         const batches: PhaseWindow["batches"] = [];
-        let seen = (await client.get<MigrationPlan>(MIGRATION_PLANS, undefined, PLAN)).status?.currentBatch?.number ?? 0;
+        let seen =
+          (await client.get<MigrationPlan>(MIGRATION_PLANS, undefined, PLAN)).status?.currentBatch?.number ?? 0;
         await eventually(
           async () => {
             const plan = await client.get<MigrationPlan>(MIGRATION_PLANS, undefined, PLAN);

@@ -64,7 +64,8 @@ export interface DataPlaneOptions {
 /** Why the data plane can't run here, or undefined when it can. */
 export async function dataPlaneUnavailable(): Promise<string | undefined> {
   if (process.platform !== "linux") return `network namespaces need Linux, this is ${process.platform}`;
-  if (process.getuid?.() !== 0) return "not root: creating a network namespace and kube-proxy's nftables rules need root";
+  if (process.getuid?.() !== 0)
+    return "not root: creating a network namespace and kube-proxy's nftables rules need root";
   for (const tool of ["ip", "nft"]) {
     try {
       await run("sh", ["-c", `command -v ${tool}`]);
@@ -252,7 +253,12 @@ export class DataPlane {
       httpPort: POD_HTTP_PORT,
       echoPort: POD_ECHO_PORT,
     };
-    const agent = this.spawnInNetns("node-agent", process.execPath, [path.join(here, "node-agent.js"), JSON.stringify(config)], "pipe");
+    const agent = this.spawnInNetns(
+      "node-agent",
+      process.execPath,
+      [path.join(here, "node-agent.js"), JSON.stringify(config)],
+      "pipe",
+    );
     this.nodeAgent = agent;
     const ready = new Promise<void>((resolve, reject) => {
       agent.once("exit", (code) => reject(new Error(`node agent exited with ${code}: ${this.logTail("node-agent")}`)));
@@ -363,7 +369,10 @@ export class DataPlane {
       "",
     ].join("\n");
     writeFileSync(path.join(this.dir, "Corefile"), corefile);
-    this.coreDNS = this.spawnInNetns("coredns", path.join(this.bin, "coredns"), ["-conf", path.join(this.dir, "Corefile")]);
+    this.coreDNS = this.spawnInNetns("coredns", path.join(this.bin, "coredns"), [
+      "-conf",
+      path.join(this.dir, "Corefile"),
+    ]);
     await this.waitFor("coredns", this.coreDNS, async () => {
       const reply = await this.get(`http://${COREDNS_READY}/ready`);
       return reply.ok && reply.status === 200;
@@ -383,7 +392,10 @@ export class DataPlane {
 
   logTail(name: string, lines = 40): string {
     try {
-      return readFileSync(path.join(this.dir, `${name}.log`), "utf8").split("\n").slice(-lines).join("\n");
+      return readFileSync(path.join(this.dir, `${name}.log`), "utf8")
+        .split("\n")
+        .slice(-lines)
+        .join("\n");
     } catch {
       return "";
     }
@@ -409,7 +421,9 @@ export class DataPlane {
       if (!pod || !svc.metadata.namespace) return;
       const key = `${svc.metadata.namespace}/${svc.metadata.name}`;
       const previous = this.chains.get(key) ?? Promise.resolve();
-      const next = previous.then(() => this.reconcileSlices(svc, { svc: svc.metadata.name, namespace: svc.metadata.namespace ?? "", pod }));
+      const next = previous.then(() =>
+        this.reconcileSlices(svc, { svc: svc.metadata.name, namespace: svc.metadata.namespace ?? "", pod }),
+      );
       this.chains.set(key, next);
     };
     informer.addEventHandler({ onAdd: reconcile, onUpdate: (_old, svc) => reconcile(svc) });

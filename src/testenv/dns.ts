@@ -46,7 +46,7 @@ export class DnsClient {
 
   query(name: string, type: QueryType, timeoutMs: number): Promise<DnsAnswer> {
     let id = (this.nextId = (this.nextId + 1) & 0xffff);
-    while (this.pending.has(id)) id = (this.nextId = (this.nextId + 1) & 0xffff);
+    while (this.pending.has(id)) id = this.nextId = (this.nextId + 1) & 0xffff;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);

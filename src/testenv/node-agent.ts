@@ -96,7 +96,11 @@ const input = readline.createInterface({ input: process.stdin });
 input.on("line", (line) => {
   const request = JSON.parse(line) as NodeAgentRequest;
   handle(request).then(say, (err: unknown) =>
-    say({ id: request.id, ok: false, error: err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err) }),
+    say({
+      id: request.id,
+      ok: false,
+      error: err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err),
+    }),
   );
 });
 // Stdin closes when the host side goes away, also when it crashed: nothing of the node may outlive it.

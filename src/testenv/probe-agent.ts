@@ -68,7 +68,7 @@ async function resolve(target: ProbeTarget, type: QueryType): Promise<string[]> 
   return answer.addresses;
 }
 
-const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)] as T;
+const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)];
 
 function connectCause(err: NodeJS.ErrnoException): FailureCause {
   switch (err.code) {
@@ -113,7 +113,7 @@ function connect(address: string, port: number, signal?: AbortSignal): Promise<n
 /** RFC 8305 in short: IPv6 first, IPv4 after the attempt delay or as soon as IPv6 fails; the first to connect wins. */
 async function happyEyeballs(v6: string[], v4: string[], port: number): Promise<net.Socket> {
   const candidates = [...(v6.length ? [pick(v6)] : []), ...(v4.length ? [pick(v4)] : [])];
-  if (candidates.length === 1) return connect(candidates[0] as string, port);
+  if (candidates.length === 1) return connect(candidates[0], port);
   const controller = new AbortController();
   const errors: Failure[] = [];
   return new Promise((resolve, reject) => {
@@ -137,19 +137,19 @@ async function happyEyeballs(v6: string[], v4: string[], port: number): Promise<
           errors.push(err instanceof Failure ? err : new Failure("reset", address));
           if (started < candidates.length) {
             clearTimeout(fallback);
-            attempt(candidates[started] as string);
+            attempt(candidates[started]);
           } else if (errors.length === candidates.length) {
             settled = true;
             // The last family's cause: the fallback's failure is what the client finally saw.
-            reject(errors[errors.length - 1] as Failure);
+            reject(errors[errors.length - 1]);
           }
         },
       );
     };
     const fallback = setTimeout(() => {
-      if (!settled && started < candidates.length) attempt(candidates[started] as string);
+      if (!settled && started < candidates.length) attempt(candidates[started]);
     }, HAPPY_EYEBALLS_DELAY_MS);
-    attempt(candidates[0] as string);
+    attempt(candidates[0]);
   });
 }
 
@@ -193,7 +193,9 @@ async function request(target: ProbeTarget, kind: ClientKind): Promise<string> {
       const six = v6.status === "fulfilled" ? v6.value : [];
       const four = v4.status === "fulfilled" ? v4.value : [];
       if (six.length === 0 && four.length === 0) {
-        const causes = [v6, v4].map((r) => (r.status === "rejected" && r.reason instanceof Failure ? r.reason.reason : "dns-nodata"));
+        const causes = [v6, v4].map((r) =>
+          r.status === "rejected" && r.reason instanceof Failure ? r.reason.reason : "dns-nodata",
+        );
         // A timeout or a CNAME says more than the other family's NODATA.
         throw new Failure(causes.find((c) => c !== "dns-nodata") ?? "dns-nodata");
       }
@@ -237,21 +239,23 @@ function schedule(): void {
       nextAt.set(key, due + intervalMs < t ? t + intervalMs : due + intervalMs);
       const started = now();
       inFlight++;
-      request(target, kind).then(
-        (address) => emit({ e: "req", t: started, s: target.key, k: kind, ms: now() - started, a: address }),
-        (err: unknown) => {
-          const failure = err instanceof Failure ? err : new Failure("reset");
-          emit({
-            e: "req",
-            t: started,
-            s: target.key,
-            k: kind,
-            ms: now() - started,
-            c: failure.reason,
-            ...(failure.address ? { a: failure.address } : {}),
-          });
-        },
-      ).finally(() => inFlight--);
+      request(target, kind)
+        .then(
+          (address) => emit({ e: "req", t: started, s: target.key, k: kind, ms: now() - started, a: address }),
+          (err: unknown) => {
+            const failure = err instanceof Failure ? err : new Failure("reset");
+            emit({
+              e: "req",
+              t: started,
+              s: target.key,
+              k: kind,
+              ms: now() - started,
+              c: failure.reason,
+              ...(failure.address ? { a: failure.address } : {}),
+            });
+          },
+        )
+        .finally(() => inFlight--);
     }
   }
 }
@@ -295,7 +299,7 @@ async function pollRules(): Promise<void> {
   for (const family of ["ip", "ip6"]) {
     try {
       const { stdout } = await promisify(execFile)("nft", ["list", "map", family, "kube-proxy", "service-ips"]);
-      for (const match of stdout.matchAll(/([0-9a-f:.]+) \. (?:tcp|udp|sctp) \. \d+ :/gi)) present.add(match[1] as string);
+      for (const match of stdout.matchAll(/([0-9a-f:.]+) \. (?:tcp|udp|sctp) \. \d+ :/gi)) present.add(match[1]);
     } catch {
       // the table is not there yet: no rules
     }
@@ -357,7 +361,8 @@ input.on("line", (line) => {
   if (message.op === "targets") {
     const first = targets.length === 0;
     targets = message.targets;
-    if (config.longLived) for (const target of targets) for (const fam of ["v4", "v6"] as const) keepConnected(target, fam);
+    if (config.longLived)
+      for (const target of targets) for (const fam of ["v4", "v6"] as const) keepConnected(target, fam);
     if (first) emit({ e: "ready", t: now() });
   } else if (message.op === "stop") void stop();
 });

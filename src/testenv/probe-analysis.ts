@@ -113,7 +113,7 @@ function longestStreaks(requests: RequestRecord[], phase: PhaseWindow, changes: 
     let streak: RequestRecord[] = [];
     const close = (until: number) => {
       if (streak.length === 0) return;
-      const first = streak[0] as RequestRecord;
+      const first = streak[0];
       const ms = until - first.t;
       if (!best || ms > best.ms) {
         best = {
@@ -164,7 +164,7 @@ function dnsWindows(records: ProbeRecords, phase: PhaseWindow): DnsWindow[] {
       ];
       window.changes += points.length - 2;
       for (let i = 0; i < points.length - 1; i++) {
-        const p = points[i] as { t: number; ans: string };
+        const p = points[i];
         const ms = Math.round((points[i + 1] as { t: number }).t - p.t);
         if (p.ans !== old && p.ans !== now && ms > window.longestOtherMs) {
           window.longestOtherMs = ms;
@@ -251,8 +251,13 @@ export function phaseFigures(records: ProbeRecords, phase: PhaseWindow): PhaseFi
 }
 
 /** Failed requests of kinds that keep their Service, listed for an assertion message. */
-export function defects(records: ProbeRecords, phase: PhaseWindow, kinds: readonly ClientKind[] = CLIENT_KINDS): RequestRecord[] {
+export function defects(
+  records: ProbeRecords,
+  phase: PhaseWindow,
+  kinds: readonly ClientKind[] = CLIENT_KINDS,
+): RequestRecord[] {
   return records.requests.filter(
-    (r) => r.t >= phase.start && r.t < phase.end && r.c && kinds.includes(r.k) && keeps(records.services, r.s, r.k, phase),
+    (r) =>
+      r.t >= phase.start && r.t < phase.end && r.c && kinds.includes(r.k) && keeps(records.services, r.s, r.k, phase),
   );
 }

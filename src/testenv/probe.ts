@@ -87,7 +87,16 @@ export class Probe {
     config: Partial<ProbeConfig> = {},
   ) {
     const full = { ...DEFAULT_PROBE_CONFIG, ...config };
-    this.records = { requests: [], dns: [], rules: [], conns: [], services: [], startedAt: 0, stoppedAt: 0, config: full };
+    this.records = {
+      requests: [],
+      dns: [],
+      rules: [],
+      conns: [],
+      services: [],
+      startedAt: 0,
+      stoppedAt: 0,
+      config: full,
+    };
     for (const svc of services) {
       const key = `${svc.namespace}/${svc.name}`;
       this.targets.set(key, {
@@ -115,7 +124,12 @@ export class Probe {
     this.records.services.push({
       t: performance.timeOrigin + performance.now(),
       s: key,
-      type: spec.type === "ExternalName" ? "ExternalName" : spec.clusterIP === "None" ? "Headless" : (spec.type ?? "ClusterIP"),
+      type:
+        spec.type === "ExternalName"
+          ? "ExternalName"
+          : spec.clusterIP === "None"
+            ? "Headless"
+            : (spec.type ?? "ClusterIP"),
       families: spec.type === "ExternalName" ? [] : (spec.ipFamilies ?? []),
       clusterIPs,
     });

@@ -73,7 +73,9 @@ describe("data plane: traffic through DualStack and an IPv6Only cutover (kube-pr
     result = await runScenario(cp, dp, client, options);
     for (const f of result.figures) {
       const kinds = CLIENT_KINDS.map((k) => `${k} ${f.kinds[k].failed}/${f.kinds[k].requests}`).join(", ");
-      console.log(`      ${f.name}: failed/requests ${kinds}; kube-proxy: ${f.rules.map((r) => `${r.ip} absent ${r.longestAbsentMs} ms`).join(", ")}`);
+      console.log(
+        `      ${f.name}: failed/requests ${kinds}; kube-proxy: ${f.rules.map((r) => `${r.ip} absent ${r.longestAbsentMs} ms`).join(", ")}`,
+      );
     }
   });
 
