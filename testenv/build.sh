@@ -81,7 +81,12 @@ if [ "${1:-}" = "--dataplane" ]; then
   flock 9
   start=$SECONDS
   built_any=0
-  [ -x "$bin/coredns" ] || { build coredns . "$bin/coredns" "" && built_any=1; }
+  # The plugin set is this repo's choice, not the release's: rebuilt when main.go or go.sum changes.
+  coredns_sum=$(cat "$here/coredns/main.go" "$here/coredns/go.sum" | sha256sum | cut -c1-16)
+  if [ ! -x "$bin/coredns" ] || [ "$(cat "$bin/coredns.sum" 2>/dev/null)" != "$coredns_sum" ]; then
+    build coredns . "$bin/coredns" "" && built_any=1
+    echo "$coredns_sum" >"$bin/coredns.sum"
+  fi
   [ -x "$bin/kube-proxy" ] || { build kube ./cmd/kube-proxy "$bin/kube-proxy" "$(version_stamp "$kube_version")" && built_any=1; }
   if [ "$built_any" = 1 ]; then
     echo "testenv: data-plane build took $((SECONDS - start))s ($bin)" >&2

@@ -9,6 +9,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/health"
@@ -18,7 +19,7 @@ import (
 )
 
 // The order of plugin.cfg matters: a request passes through the plugins in this order, whatever the Corefile's.
-var directives = []string{"ready", "health", "errors", "log", "cache", "kubernetes"}
+var directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes"}
 
 func init() {
 	dnsserver.Directives = directives
