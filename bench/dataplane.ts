@@ -74,10 +74,12 @@ async function runOnce(name: string, options: Omit<ScenarioOptions, "namespace">
   const spec = RUNS[name];
   if (!spec) throw new Error(`unknown run ${name}`);
   log(`run ${name}: ${spec.label}`);
+  mkdirSync(path.join(BENCH_DIR, "out"), { recursive: true });
   const cp = await startControlPlane({ users: SCENARIO_USERS });
   const dp = await startDataPlane(cp, {
     pods: pods(options.services),
     ...(spec.minSyncPeriod ? { minSyncPeriod: spec.minSyncPeriod } : {}),
+    keepLogsIn: path.join(BENCH_DIR, "out"),
   }).catch(async (err: unknown) => {
     await cp.stop();
     throw err;

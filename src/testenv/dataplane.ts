@@ -13,7 +13,7 @@
 // kube-proxy finds the endpoints again the moment the Service comes back.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -59,6 +59,8 @@ export interface DataPlaneOptions {
   pods: PodSpec[];
   /** kube-proxy's --min-sync-period (its default is 1s); set only to measure its effect. */
   minSyncPeriod?: string;
+  /** Where to keep kube-proxy's, CoreDNS's and the agents' logs when the data plane stops (else they go). */
+  keepLogsIn?: string;
 }
 
 /** Why the data plane can't run here, or undefined when it can. */
@@ -513,6 +515,12 @@ export class DataPlane {
     }
     await new Promise<void>((resolve) => (this.relayServer ? this.relayServer.close(() => resolve()) : resolve()));
     await this.client.delete(NODES, undefined, NODE_NAME).catch(() => undefined);
+    if (this.options.keepLogsIn) {
+      for (const name of ["kube-proxy", "coredns", "node-agent", "probe"]) {
+        const file = path.join(this.dir, `${name}.log`);
+        if (existsSync(file)) copyFileSync(file, path.join(this.options.keepLogsIn, `${this.netns}-${name}.log`));
+      }
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 

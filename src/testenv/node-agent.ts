@@ -53,7 +53,8 @@ const servers: net.Server[] = [];
 for (const pod of config.pods) {
   for (const address of [pod.v4, pod.v6]) {
     const web = http.createServer((_req, res) => {
-      res.writeHead(200, { "content-type": "text/plain" });
+      // A Content-Length, not chunks: the probe reads the body raw.
+      res.writeHead(200, { "content-type": "text/plain", "content-length": Buffer.byteLength(pod.name) });
       res.end(pod.name);
     });
     const echo = net.createServer((socket) => {

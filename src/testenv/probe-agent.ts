@@ -181,12 +181,13 @@ function exchange(socket: net.Socket, target: ProbeTarget): Promise<void> {
 
 async function request(target: ProbeTarget, kind: ClientKind): Promise<string> {
   let socket: net.Socket;
+  const port = target.headless ? target.podPort : target.port;
   switch (kind) {
     case "name-a":
-      socket = await connect(pick(await resolve(target, "A")), target.port);
+      socket = await connect(pick(await resolve(target, "A")), port);
       break;
     case "name-aaaa":
-      socket = await connect(pick(await resolve(target, "AAAA")), target.port);
+      socket = await connect(pick(await resolve(target, "AAAA")), port);
       break;
     case "name-he": {
       const [v6, v4] = await Promise.allSettled([resolve(target, "AAAA"), resolve(target, "A")]);
@@ -199,7 +200,7 @@ async function request(target: ProbeTarget, kind: ClientKind): Promise<string> {
         // A timeout or a CNAME says more than the other family's NODATA.
         throw new Failure(causes.find((c) => c !== "dns-nodata") ?? "dns-nodata");
       }
-      socket = await happyEyeballs(six, four, target.port);
+      socket = await happyEyeballs(six, four, port);
       break;
     }
     case "ip-v4":
@@ -282,19 +283,30 @@ async function watchDns(target: ProbeTarget, srv: DnsServerName, q: QueryType): 
   emit({ e: "dns", t: now(), s: target.key, srv, q, ans });
 }
 let dnsWatchBusy = false;
-const dnsWatcher = setInterval(() => {
+async function dnsRound(): Promise<void> {
   if (dnsWatchBusy || stopping) return;
   dnsWatchBusy = true;
   const queries = targets.flatMap((target) =>
     (["cache", "nocache"] as const).flatMap((srv) => (["A", "AAAA"] as const).map((q) => watchDns(target, srv, q))),
   );
-  void Promise.allSettled(queries).finally(() => (dnsWatchBusy = false));
-}, config.dnsWatchMs);
+  await Promise.allSettled(queries);
+  dnsWatchBusy = false;
+}
+const dnsWatcher = setInterval(() => void dnsRound(), config.dnsWatchMs);
 
 /** kube-proxy's Service IP maps (nftables mode), one per family: which ClusterIPs have a rule right now. */
 const rulePresent = new Set<string>();
 let nftBusy = false;
 async function pollRules(): Promise<void> {
+  if (nftBusy) return;
+  nftBusy = true;
+  try {
+    await readRules();
+  } finally {
+    nftBusy = false;
+  }
+}
+async function readRules(): Promise<void> {
   const present = new Set<string>();
   for (const family of ["ip", "ip6"]) {
     try {
@@ -311,9 +323,7 @@ async function pollRules(): Promise<void> {
   for (const ip of present) rulePresent.add(ip);
 }
 const nftPoller = setInterval(() => {
-  if (nftBusy || stopping) return;
-  nftBusy = true;
-  void pollRules().finally(() => (nftBusy = false));
+  if (!stopping) void pollRules();
 }, config.nftPollMs);
 
 /** One connection per Service and family that pings every 250 ms: does an established connection survive? */
@@ -363,7 +373,8 @@ input.on("line", (line) => {
     targets = message.targets;
     if (config.longLived)
       for (const target of targets) for (const fam of ["v4", "v6"] as const) keepConnected(target, fam);
-    if (first) emit({ e: "ready", t: now() });
+    // Ready once the first answers and rules are recorded: a phase that starts then has a known "before".
+    if (first) void Promise.all([dnsRound(), pollRules()]).then(() => emit({ e: "ready", t: now() }));
   } else if (message.op === "stop") void stop();
 });
 // The host side going away (a crashed test) must not leave the probe running in the namespace.

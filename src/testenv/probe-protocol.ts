@@ -24,6 +24,8 @@ export interface ProbeTarget {
   /** The backend's name, which its HTTP server answers: a reply from anyone else is a failure. */
   backend: string;
   port: number;
+  /** The pods' port: a headless Service's name resolves to the pods, which a client reaches on it. */
+  podPort: number;
   /** The echo port, for the long-lived connections. */
   echoPort: number;
   /** The last IPv4 and IPv6 ClusterIP the Service had: a literal client keeps using what it was given. */

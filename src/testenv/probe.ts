@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { KubeClient, core } from "../runtime/client.js";
 import { Informer } from "../runtime/informer.js";
 import type { KubeObject } from "../runtime/object.js";
-import { CLUSTER_DOMAIN, DNS_SERVERS, POD_ECHO_PORT, type DataPlane } from "./dataplane.js";
+import { CLUSTER_DOMAIN, DNS_SERVERS, POD_ECHO_PORT, POD_HTTP_PORT, type DataPlane } from "./dataplane.js";
 import {
   CLIENT_KINDS,
   type AgentRecord,
@@ -104,6 +104,7 @@ export class Probe {
         fqdn: `${svc.name}.${svc.namespace}.svc.${CLUSTER_DOMAIN}`,
         backend: svc.backend,
         port: svc.port,
+        podPort: POD_HTTP_PORT,
         echoPort: POD_ECHO_PORT,
         headless: false,
       });
