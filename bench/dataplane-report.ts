@@ -2,6 +2,7 @@
 // so the rest of each file is left as its own writer made it) and bench/dataplane-timeline.svg.
 import { readFileSync, writeFileSync } from "node:fs";
 import type { PhaseFigures } from "../src/testenv/probe-analysis.js";
+import type { PacingVariant } from "./cutover-pacing.js";
 import { CLIENT_KINDS, CLIENT_KIND_TITLES, type ClientKind } from "../src/testenv/probe-protocol.js";
 
 export const DATAPLANE_START = "<!-- dataplane:start (written by `make bench-dataplane`; do not edit by hand) -->";
@@ -23,6 +24,14 @@ export interface DataplaneRun {
   timeline: Timeline;
 }
 
+export interface PacingResults {
+  services: number;
+  rounds: number;
+  idleMs: number;
+  leadMs: number;
+  variants: PacingVariant[];
+}
+
 export interface DataplaneResults {
   generatedAt: string;
   durationS: number;
@@ -39,6 +48,7 @@ export interface DataplaneResults {
     settleMs: number;
   };
   runs: DataplaneRun[];
+  pacing?: PacingResults;
 }
 
 /** Replaces the marked block of `text` with `block`, or appends it. */
@@ -143,6 +153,25 @@ export function renderSection(r: DataplaneResults, heading = "##"): string {
     out.push("Longest outage per Service and client kind (the longest of any pair is shown):", "");
     out.push(...outageTable(run), "");
     out.push(...dnsRulesTable(run));
+  }
+  const p = r.pacing;
+  if (p) {
+    out.push("", `${heading}# The cutover's gap and a pacer write (\`bench/cutover-pacing.ts\`)`, "");
+    out.push(
+      `The operator's own cutover code (\`decide()\` + \`ServiceWriter.cutover\`) on ${p.services} dual-stack ClusterIP Services, one`,
+      `cutover at a time (forward to IPv6-only and back, alternately), each ${p.idleMs / 1000} s after the last so that kube-proxy is idle;`,
+      `"paced" cutovers start ${p.leadMs} ms after a change to a Service of no one's (\`${"pacing-system/kube-proxy-pacer"}\`: no selector, its port`,
+      "toggled), which makes kube-proxy sync at once and then wait its min-sync-period, inside which the cutover's two writes",
+      "are coalesced. IPv6 clients (`name-aaaa`, `name-he`, `ip-v6`) keep the Service in both directions.",
+      "",
+      "| variant | cutovers | with the kept IPv6 ClusterIP missing from kube-proxy's map | longest | failed IPv6 requests | median ms between the two writes |",
+      "| --- | --- | --- | --- | --- | --- |",
+    );
+    for (const v of p.variants) {
+      out.push(
+        `| ${v.variant} | ${v.cutovers} | ${v.withRuleGap} | ${ms(v.longestRuleGapMs)} | ${v.ipv6Failed} / ${v.ipv6Requests} | ${v.medianWritesApartMs} |`,
+      );
+    }
   }
   return out.join("\n") + "\n";
 }

@@ -21,7 +21,8 @@ import {
   type ScenarioOptions,
   type ScenarioResult,
 } from "../test/dataplane-scenario.js";
-import { writeReports, type DataplaneResults, type DataplaneRun, type Timeline } from "./dataplane-report.js";
+import { pacingExperiment } from "./cutover-pacing.js";
+import { writeReports, type DataplaneResults, type DataplaneRun, type PacingResults, type Timeline } from "./dataplane-report.js";
 
 const BENCH_DIR = path.join(repoRoot, "bench");
 const JSON_FILE = path.join(BENCH_DIR, "dataplane.json");
@@ -39,7 +40,8 @@ const RUNS: Record<string, { label: string; minSyncPeriod?: string }> = {
     minSyncPeriod: "0s",
   },
 };
-const RUN_NAMES = (process.env.DP_RUNS ?? "default,minsync0").split(",");
+const RUN_NAMES = (process.env.DP_RUNS ?? "default,minsync0,pacing").split(",");
+const PACING = { services: 4, rounds: 8, idleMs: 3000, leadMs: 150 };
 
 const started = performance.now();
 const log = (message: string) =>
@@ -108,6 +110,30 @@ async function runOnce(name: string, options: Omit<ScenarioOptions, "namespace">
   }
 }
 
+async function runPacing(): Promise<PacingResults> {
+  log(`pacing: ${PACING.rounds} cutovers unpaced and ${PACING.rounds} paced on ${PACING.services} dual-stack Services`);
+  const services = estate(PACING.services, ["clusterip-dual"]);
+  const cp = await startControlPlane({ users: SCENARIO_USERS });
+  const dp = await startDataPlane(cp, { pods: pods(services), keepLogsIn: path.join(BENCH_DIR, "out") }).catch(
+    async (err: unknown) => {
+      await cp.stop();
+      throw err;
+    },
+  );
+  try {
+    const client = new KubeClient(cp.kubeConfig(), "ipv6mig-bench-pacing");
+    const base = { namespace: "pacing", services, phases: [], batchSize: 1, pauseBetweenBatches: "0s", settleMs: 0 };
+    await createEstate(cp, dp, client, base);
+    const { variants, records } = await pacingExperiment(dp, client, { ...PACING, namespace: "pacing", services, rate: RATE });
+    writeFileSync(path.join(BENCH_DIR, "out", "dataplane-pacing-records.json"), JSON.stringify(records));
+    for (const v of variants) log(`  ${v.variant}: ${JSON.stringify(v)}`);
+    return { ...PACING, variants };
+  } finally {
+    await dp.stop();
+    await cp.stop();
+  }
+}
+
 async function main(): Promise<void> {
   if (process.argv.includes("--report")) {
     writeReports(JSON.parse(readFileSync(JSON_FILE, "utf8")) as DataplaneResults, files);
@@ -140,7 +166,8 @@ async function main(): Promise<void> {
     probe: { rate: RATE, timeoutMs: config.timeoutMs, dnsWatchMs: config.dnsWatchMs, nftPollMs: config.nftPollMs },
   };
   const runs: DataplaneRun[] = [];
-  for (const name of RUN_NAMES) runs.push(await runOnce(name, options));
+  for (const name of RUN_NAMES.filter((n) => n !== "pacing")) runs.push(await runOnce(name, options));
+  const pacing = RUN_NAMES.includes("pacing") ? await runPacing() : undefined;
   const results: DataplaneResults = {
     generatedAt: new Date().toISOString(),
     durationS: Math.round((performance.now() - started) / 1000),
@@ -157,6 +184,7 @@ async function main(): Promise<void> {
     },
     config,
     runs,
+    ...(pacing ? { pacing } : {}),
   };
   writeFileSync(JSON_FILE, JSON.stringify(results, null, 1) + "\n");
   writeReports(results, files);
