@@ -100,7 +100,12 @@ export async function pacingExperiment(
   const probe = await startProbe(
     dp,
     client,
-    options.services.map((s) => ({ namespace: options.namespace, name: s.name, backend: s.pod.name, port: SERVICE_PORT })),
+    options.services.map((s) => ({
+      namespace: options.namespace,
+      name: s.name,
+      backend: s.pod.name,
+      port: SERVICE_PORT,
+    })),
     { rate: options.rate, dnsWatchMs: 200, longLived: true },
   );
   const cutovers: Cutover[] = [];

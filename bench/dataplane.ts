@@ -22,7 +22,13 @@ import {
   type ScenarioResult,
 } from "../test/dataplane-scenario.js";
 import { pacingExperiment } from "./cutover-pacing.js";
-import { writeReports, type DataplaneResults, type DataplaneRun, type PacingResults, type Timeline } from "./dataplane-report.js";
+import {
+  writeReports,
+  type DataplaneResults,
+  type DataplaneRun,
+  type PacingResults,
+  type Timeline,
+} from "./dataplane-report.js";
 
 const BENCH_DIR = path.join(repoRoot, "bench");
 const JSON_FILE = path.join(BENCH_DIR, "dataplane.json");
@@ -124,7 +130,12 @@ async function runPacing(): Promise<PacingResults> {
     const client = new KubeClient(cp.kubeConfig(), "ipv6mig-bench-pacing");
     const base = { namespace: "pacing", services, phases: [], batchSize: 1, pauseBetweenBatches: "0s", settleMs: 0 };
     await createEstate(cp, dp, client, base);
-    const { variants, records } = await pacingExperiment(dp, client, { ...PACING, namespace: "pacing", services, rate: RATE });
+    const { variants, records } = await pacingExperiment(dp, client, {
+      ...PACING,
+      namespace: "pacing",
+      services,
+      rate: RATE,
+    });
     writeFileSync(path.join(BENCH_DIR, "out", "dataplane-pacing-records.json"), JSON.stringify(records));
     for (const v of variants) log(`  ${v.variant}: ${JSON.stringify(v)}`);
     return { ...PACING, variants };

@@ -27,18 +27,21 @@ export interface EstateService {
   pod: PodSpec;
 }
 
-/** n Services cycling through the shapes, each with its own pod. */
-export function estate(n: number, shapes: readonly Shape[] = SHAPES): EstateService[] {
+/**
+ * n Services cycling through the shapes, each with its own pod (which its selector names); `podOffset` keeps the
+ * pods of two estates on one node apart.
+ */
+export function estate(n: number, shapes: readonly Shape[] = SHAPES, podOffset = 0): EstateService[] {
   return Array.from({ length: n }, (_, i) => {
     const shape = shapes[i % shapes.length];
     const name = `${shape}-${Math.floor(i / shapes.length)}`;
-    return { name, shape, pod: podFor(name, i) };
+    return { name, shape, pod: podFor(`pod-${podOffset + i}`, podOffset + i) };
   });
 }
 
 function serviceBody(svc: EstateService): Record<string, unknown> {
   const spec: Record<string, unknown> = {
-    selector: { [APP_LABEL]: svc.name },
+    selector: { [APP_LABEL]: svc.pod.name },
     ports: [
       { name: "http", port: SERVICE_PORT, targetPort: POD_HTTP_PORT, protocol: "TCP" },
       { name: "echo", port: POD_ECHO_PORT, targetPort: POD_ECHO_PORT, protocol: "TCP" },
@@ -87,6 +90,15 @@ export async function createEstate(
   options: ScenarioOptions,
 ): Promise<void> {
   await installCRD(cp);
+  await createServicesAndWait(dp, client, options);
+}
+
+/** A namespace with the Services of `options`, each answering through kube-proxy and CoreDNS when this returns. */
+export async function createServicesAndWait(
+  dp: DataPlane,
+  client: KubeClient,
+  options: Pick<ScenarioOptions, "namespace" | "services">,
+): Promise<void> {
   await client.create(NAMESPACES, undefined, { metadata: { name: options.namespace } });
   for (const svc of options.services) await client.create(SERVICES, options.namespace, serviceBody(svc));
   // Measure only once kube-proxy and CoreDNS have every Service: until kube-proxy has seen a Service's
