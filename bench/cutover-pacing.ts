@@ -113,7 +113,7 @@ export async function pacingExperiment(
     await sleep(options.idleMs);
     for (let i = 0; i < options.rounds * 2; i++) {
       const variant = i % 2 === 0 ? "unpaced" : "paced";
-      const entry = options.services[Math.floor(i / 2) % options.services.length] as EstateService;
+      const entry = options.services[Math.floor(i / 2) % options.services.length];
       const svc = await client.get<Service>(SERVICES, options.namespace, entry.name);
       const toIPv6 = svc.spec.ipFamilies?.[0] === "IPv4";
       const decision = decide(svc, settings(toIPv6 ? "IPv6Only" : "DualStack"), { ipv6ReadyEndpoints: 1 });
