@@ -40,7 +40,7 @@ const files = {
 const SERVICES = Number(process.env.DP_SERVICES ?? 20);
 const RATE = Number(process.env.DP_RATE ?? 200);
 const RUNS: Record<string, { label: string; minSyncPeriod?: string }> = {
-  default: { label: "kube-proxy as shipped (--min-sync-period 1s)" },
+  default: { label: "kube-proxy as shipped (min-sync-period 1s)" },
   minsync0: {
     label: "kube-proxy --min-sync-period=0 (every change synced at once; shows the mechanism)",
     minSyncPeriod: "0s",
@@ -106,7 +106,7 @@ async function runOnce(name: string, options: Omit<ScenarioOptions, "namespace">
     }
     return {
       label: spec.label,
-      kubeProxyArgs: spec.minSyncPeriod ? [`--min-sync-period=${spec.minSyncPeriod}`] : [],
+      kubeProxyArgs: spec.minSyncPeriod ? [`--iptables-min-sync-period=${spec.minSyncPeriod}`] : [],
       phases: result.figures.map((f) => ({ ...f, outages: f.outages.slice(0, 40), rules: f.rules.slice(0, 40) })),
       timeline: timeline(result),
     };

@@ -57,7 +57,7 @@ const FAMILIES = ["IPv4", "IPv6"] as const;
 
 export interface DataPlaneOptions {
   pods: PodSpec[];
-  /** kube-proxy's --min-sync-period (its default is 1s); set only to measure its effect. */
+  /** kube-proxy's min-sync-period (its default is 1s); set only to measure its effect. */
   minSyncPeriod?: string;
   /** Where to keep kube-proxy's, CoreDNS's and the agents' logs when the data plane stops (else they go). */
   keepLogsIn?: string;
@@ -344,7 +344,9 @@ export class DataPlane {
       "--conntrack-tcp-timeout-established=0",
       "--conntrack-tcp-timeout-close-wait=0",
       "--v=2",
-      ...(this.options.minSyncPeriod ? [`--min-sync-period=${this.options.minSyncPeriod}`] : []),
+      // The flag is named for iptables, but sets the one min-sync-period of the config, which nftables mode reads
+      // (cmd/kube-proxy/app/options.go, processV1Alpha1Flags).
+      ...(this.options.minSyncPeriod ? [`--iptables-min-sync-period=${this.options.minSyncPeriod}`] : []),
     ];
     this.kubeProxy = this.spawnInNetns("kube-proxy", path.join(this.bin, "kube-proxy"), args);
     await this.waitFor("kube-proxy", this.kubeProxy, async () => {
