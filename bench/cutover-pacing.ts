@@ -5,7 +5,7 @@
 // follows and are coalesced into one sync (where the IPv6 ClusterIP is unchanged, so no rule is removed).
 //
 // Why it works (k8s.io/kubernetes v1.37.2, pkg/proxy/runner/bounded_frequency_runner.go): kube-proxy runs
-// syncProxyRules at once when it has been idle for --min-sync-period (1s by default), then waits that period
+// syncProxyRules at once when it has been idle for its min-sync-period (1s by default), then waits that period
 // after each run before the next; changes seen meanwhile are merged by ServiceChangeTracker.Update, which drops
 // a change whose end state equals its start (pkg/proxy/servicechangetracker.go). An ExternalName Service is no
 // Service to kube-proxy (ShouldSkipService), so the cutover's first write, arriving at an idle kube-proxy, is

@@ -12,7 +12,10 @@ export interface Timeline {
   binMs: number;
   start: number;
   ok: Record<ClientKind, number[]>;
+  /** Failures that are defects (the kind keeps the Service through the phase). */
   failed: Record<ClientKind, number[]>;
+  /** Failures that are the point of the phase. */
+  byDesign: Record<ClientKind, number[]>;
   phases: { name: string; t: number }[];
   batches: number[];
 }
@@ -180,27 +183,33 @@ export function renderTimeline(run: DataplaneRun, title: string): string {
   const t = run.timeline;
   const bins = Math.max(...CLIENT_KINDS.map((k) => t.ok[k].length));
   const W = 1000;
-  const left = 210;
+  const left = 250;
   const right = 20;
   const top = 50;
   const rowH = 80;
   const H = top + rowH * CLIENT_KINDS.length + 50;
   const plotW = W - left - right;
   const bw = plotW / Math.max(1, bins);
-  const max = Math.max(1, ...CLIENT_KINDS.flatMap((k) => t.ok[k].map((v, i) => v + (t.failed[k][i] ?? 0))));
+  const max = Math.max(
+    1,
+    ...CLIENT_KINDS.flatMap((k) => t.ok[k].map((v, i) => v + (t.failed[k][i] ?? 0) + (t.byDesign[k][i] ?? 0))),
+  );
   const x = (ms: number) => left + ((ms - t.start) / t.binMs) * bw;
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${left}" y="18" font-size="14" font-weight="bold">${title}</text>`,
-    `<text x="${left}" y="34" fill="#555">requests per second: ok (green) and failed (red, drawn at least 3 px high); solid lines: phase starts; dashed: batches</text>`,
+    `<text x="${left}" y="34" fill="#555">requests per second: ok (green), failed by design (orange), failed as a defect (red, at least 3 px high); solid lines: phase starts; dashed: batches</text>`,
   );
   CLIENT_KINDS.forEach((kind, row) => {
     const y0 = top + row * rowH;
     const base = y0 + rowH - 12;
     const scale = (rowH - 20) / max;
-    out.push(`<text x="${left - 8}" y="${y0 + rowH / 2}" text-anchor="end">${CLIENT_KIND_TITLES[kind]}</text>`);
+    out.push(`<text x="${left - 8}" y="${y0 + rowH / 2 - 6}" text-anchor="end" font-weight="bold">${kind}</text>`);
+    out.push(
+      `<text x="${left - 8}" y="${y0 + rowH / 2 + 8}" text-anchor="end" fill="#555">${CLIENT_KIND_TITLES[kind]}</text>`,
+    );
     out.push(`<line x1="${left}" x2="${W - right}" y1="${base}" y2="${base}" stroke="#999"/>`);
     for (let i = 0; i < bins; i++) {
       const ok = t.ok[kind][i] ?? 0;
@@ -211,11 +220,17 @@ export function renderTimeline(run: DataplaneRun, title: string): string {
         out.push(
           `<rect x="${bx}" y="${(base - ok * scale).toFixed(1)}" width="${w}" height="${(ok * scale).toFixed(1)}" fill="#8fd19e"/>`,
         );
+      const designed = t.byDesign[kind][i] ?? 0;
+      let y = base - ok * scale;
+      if (designed > 0) {
+        y -= designed * scale;
+        out.push(
+          `<rect x="${bx}" y="${y.toFixed(1)}" width="${w}" height="${(designed * scale).toFixed(1)}" fill="#f4b183"/>`,
+        );
+      }
       if (failed > 0) {
         const h = Math.max(3, failed * scale);
-        out.push(
-          `<rect x="${bx}" y="${(base - ok * scale - h).toFixed(1)}" width="${w}" height="${h.toFixed(1)}" fill="#d62728"/>`,
-        );
+        out.push(`<rect x="${bx}" y="${(y - h).toFixed(1)}" width="${w}" height="${h.toFixed(1)}" fill="#d62728"/>`);
       }
     }
   });

@@ -1,7 +1,7 @@
 // `make bench-dataplane`: traffic through a whole plan on a real data plane (kube-proxy nftables + CoreDNS in a
 // network namespace), the real operator, and the probe's five client kinds. Writes bench/dataplane.json, the
 // data-plane section of bench/README.md and docs/reliability.md, and bench/dataplane-timeline*.svg.
-//   node dist/bench/dataplane.js            the default run, and one with kube-proxy --min-sync-period=0
+//   node dist/bench/dataplane.js            kube-proxy as shipped, with a min-sync-period of 0, and the pacing experiment
 //   node dist/bench/dataplane.js --report   the sections and charts again from dataplane.json
 // Knobs: DP_SERVICES (20), DP_RATE (200), DP_RUNS (default,minsync0).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -10,6 +10,7 @@ import path from "node:path";
 import { KubeClient } from "../src/runtime/client.js";
 import { repoRoot, startControlPlane } from "../src/testenv/controlplane.js";
 import { dataPlaneUnavailable, startDataPlane } from "../src/testenv/dataplane.js";
+import { keeps } from "../src/testenv/probe-analysis.js";
 import { CLIENT_KINDS, type ClientKind } from "../src/testenv/probe-protocol.js";
 import {
   SCENARIO_USERS,
@@ -42,7 +43,7 @@ const RATE = Number(process.env.DP_RATE ?? 200);
 const RUNS: Record<string, { label: string; minSyncPeriod?: string }> = {
   default: { label: "kube-proxy as shipped (min-sync-period 1s)" },
   minsync0: {
-    label: "kube-proxy --min-sync-period=0 (every change synced at once; shows the mechanism)",
+    label: "kube-proxy with a min-sync-period of 0 (every change synced at once; shows the mechanism)",
     minSyncPeriod: "0s",
   },
 };
@@ -63,16 +64,23 @@ function timeline(result: ScenarioResult): Timeline {
     Object.fromEntries(CLIENT_KINDS.map((k) => [k, new Array<number>(bins).fill(0)])) as Record<ClientKind, number[]>;
   const ok = zeros();
   const failed = zeros();
+  const byDesign = zeros();
   for (const r of result.records.requests) {
     const i = Math.floor((r.t - start) / binMs);
     if (i < 0 || i >= bins) continue;
-    (r.c ? failed : ok)[r.k][i]++;
+    if (!r.c) {
+      ok[r.k][i]++;
+      continue;
+    }
+    const phase = result.phases.find((p) => r.t >= p.start && r.t < p.end);
+    (phase && !keeps(result.records.services, r.s, r.k, phase) ? byDesign : failed)[r.k][i]++;
   }
   return {
     binMs,
     start,
     ok,
     failed,
+    byDesign,
     phases: result.phases.map((p) => ({ name: p.name, t: p.start })),
     batches: result.phases.flatMap((p) => p.batches.map((b) => b.t)),
   };
