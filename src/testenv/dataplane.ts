@@ -13,7 +13,7 @@
 // kube-proxy finds the endpoints again the moment the Service comes back.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -24,7 +24,8 @@ import { ENDPOINT_SLICES, KubeClient, core, isNotFound } from "../runtime/client
 import { Informer } from "../runtime/informer.js";
 import type { KubeObject } from "../runtime/object.js";
 import type { ControlPlane } from "./controlplane.js";
-import { repoRoot } from "./controlplane.js";
+import { logTail, onExitCleanup, repoRoot, trackProcess } from "./controlplane.js";
+import { relay } from "./relay.js";
 import type { NodeAgentCall, NodeAgentConfig, NodeAgentReply, PodSpec } from "./node-agent.js";
 import type { QueryType } from "./dns.js";
 
@@ -120,19 +121,14 @@ interface ServiceLike extends KubeObject {
   spec: { type?: string; selector?: Record<string, string>; ipFamilies?: string[]; clusterIP?: string };
 }
 
-const running = new Set<ChildProcess>();
 const namespaces = new Set<string>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // A run that ends early must not leave kube-proxy, CoreDNS or the namespace behind.
-  process.on("exit", () => {
-    for (const child of running) child.kill("SIGKILL");
-    for (const name of namespaces) {
-      // Synchronous on purpose: nothing async runs in an exit handler.
-      spawnSync("ip", ["netns", "del", name], { stdio: "ignore" });
-    }
+let cleanupRegistered = false;
+/** A run that ends early must not leave a namespace behind (its processes are SIGKILLed with the control plane's). */
+function registerCleanup(): void {
+  if (cleanupRegistered) return;
+  cleanupRegistered = true;
+  onExitCleanup(() => {
+    for (const name of namespaces) spawnSync("ip", ["netns", "del", name], { stdio: "ignore" });
   });
 }
 
@@ -174,8 +170,7 @@ export class DataPlane {
     const log = createWriteStream(path.join(this.dir, `${name}.log`), { flags: "a" });
     if (stdio === "log") child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    running.add(child);
-    child.once("exit", () => running.delete(child));
+    trackProcess(child);
     return child;
   }
 
@@ -186,7 +181,7 @@ export class DataPlane {
   }
 
   async start(): Promise<this> {
-    installExitHook();
+    registerCleanup();
     this.bin = await dataPlaneBinDir();
     for (const name of ["kube-proxy", "coredns"]) {
       if (!existsSync(path.join(this.bin, name))) throw new Error(`testenv: ${name} not found in ${this.bin}`);
@@ -230,16 +225,7 @@ export class DataPlane {
   /** The host end of the relay to kube-apiserver: a Unix socket, which crosses network namespaces. */
   private async startRelay(): Promise<void> {
     const socket = path.join(this.dir, "apiserver.sock");
-    this.relayServer = net.createServer((inbound) => {
-      const outbound = net.connect({ host: "127.0.0.1", port: this.cp.apiPort });
-      inbound.pipe(outbound).pipe(inbound);
-      const close = () => {
-        inbound.destroy();
-        outbound.destroy();
-      };
-      inbound.on("error", close);
-      outbound.on("error", close);
-    });
+    this.relayServer = relay(() => net.connect({ host: "127.0.0.1", port: this.cp.apiPort }));
     await new Promise<void>((resolve, reject) => {
       this.relayServer?.once("error", reject);
       this.relayServer?.listen(socket, () => resolve());
@@ -395,14 +381,7 @@ export class DataPlane {
   }
 
   logTail(name: string, lines = 40): string {
-    try {
-      return readFileSync(path.join(this.dir, `${name}.log`), "utf8")
-        .split("\n")
-        .slice(-lines)
-        .join("\n");
-    } catch {
-      return "";
-    }
+    return logTail(this.dir, name, lines);
   }
 
   /** kube-proxy's own counters, e.g. kubeproxy_sync_proxy_rules_duration_seconds_count. */

@@ -9,6 +9,7 @@ import http from "node:http";
 import net from "node:net";
 import readline from "node:readline";
 import { DnsClient, type QueryType } from "./dns.js";
+import { relay } from "./relay.js";
 
 export interface PodSpec {
   name: string;
@@ -67,17 +68,11 @@ for (const pod of config.pods) {
   }
 }
 
-const relay = net.createServer((inbound) => {
-  const outbound = net.connect(config.relay.socket);
-  inbound.pipe(outbound).pipe(inbound);
-  const close = () => {
-    inbound.destroy();
-    outbound.destroy();
-  };
-  inbound.on("error", close);
-  outbound.on("error", close);
-});
-await listen(relay, "127.0.0.1", config.relay.port);
+await listen(
+  relay(() => net.connect(config.relay.socket)),
+  "127.0.0.1",
+  config.relay.port,
+);
 
 async function handle(request: NodeAgentRequest): Promise<NodeAgentReply> {
   if (request.op === "get") {
