@@ -69,10 +69,15 @@ export async function dataPlaneUnavailable(): Promise<string | undefined> {
   if (process.platform !== "linux") return `network namespaces need Linux, this is ${process.platform}`;
   if (process.getuid?.() !== 0)
     return "not root: creating a network namespace and kube-proxy's nftables rules need root";
+  const installed = async (tool: string) =>
+    run("sh", ["-c", `command -v ${tool}`]).then(
+      () => true,
+      () => false,
+    );
+  // As root, the build script installs Debian's nftables and conntrack when they are missing (and says so).
+  if (!(await installed("nft")) || !(await installed("conntrack"))) await dataPlaneBinDir();
   for (const tool of ["ip", "nft"]) {
-    try {
-      await run("sh", ["-c", `command -v ${tool}`]);
-    } catch {
+    if (!(await installed(tool))) {
       return `\`${tool}\` is not installed (Debian: ${tool === "ip" ? "iproute2" : "nftables"}; testenv/build.sh --dataplane installs nftables as root)`;
     }
   }
