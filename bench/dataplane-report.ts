@@ -185,7 +185,7 @@ export function renderTimeline(run: DataplaneRun, title: string): string {
   const W = 1000;
   const left = 250;
   const right = 20;
-  const top = 50;
+  const top = 64;
   const rowH = 80;
   const H = top + rowH * CLIENT_KINDS.length + 50;
   const plotW = W - left - right;
@@ -200,7 +200,7 @@ export function renderTimeline(run: DataplaneRun, title: string): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${left}" y="18" font-size="14" font-weight="bold">${title}</text>`,
-    `<text x="${left}" y="34" fill="#555">requests per second: ok (green), failed by design (orange), failed as a defect (red, at least 3 px high); solid lines: phase starts; dashed: batches</text>`,
+    `<text x="${left}" y="34" fill="#555">requests/s: ok (green), failed by design (orange), failed as a defect (red, at least 3 px); lines: phases, dashed: batches</text>`,
   );
   CLIENT_KINDS.forEach((kind, row) => {
     const y0 = top + row * rowH;
@@ -244,7 +244,7 @@ export function renderTimeline(run: DataplaneRun, title: string): string {
     const px = x(p.t).toFixed(1);
     out.push(`<line x1="${px}" x2="${px}" y1="${top - 4}" y2="${bottom}" stroke="#333"/>`);
     out.push(
-      `<text x="${(x(p.t) + 3).toFixed(1)}" y="${top - 6 + (i % 2) * 0}" font-weight="bold">${p.name.replace(/^.*→ /, "→ ")}</text>`,
+      `<text x="${(x(p.t) + 3).toFixed(1)}" y="${top - 6 - (i % 2) * 12}" font-weight="bold">${p.name.replace(/^.*→ /, "→ ")}</text>`,
     );
   });
   const seconds = (bins * t.binMs) / 1000;
@@ -264,7 +264,5 @@ export function writeReports(
   const section = renderSection(r);
   writeFileSync(files.readme, replaceMarked(readFileSync(files.readme, "utf8"), section));
   writeFileSync(files.reliability, replaceMarked(readFileSync(files.reliability, "utf8"), renderSection(r, "###")));
-  r.runs.forEach((run, i) =>
-    writeFileSync(files.svg(i), renderTimeline(run, `Traffic through the plan: ${run.label}`)),
-  );
+  r.runs.forEach((run, i) => writeFileSync(files.svg(i), renderTimeline(run, run.label)));
 }
