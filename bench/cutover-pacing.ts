@@ -11,8 +11,9 @@
 // Service to kube-proxy (ShouldSkipService), so the cutover's first write, arriving at an idle kube-proxy, is
 // synced alone, and the second waits a full period: the kept IPv6 ClusterIP has no rule for ~1s, and the
 // nftables "drop traffic to unallocated ClusterIPs" rule turns new connections into timeouts.
-import { FIELD_MANAGER } from "../src/migration/api.js";
-import { decide, type PlanSettings, type Service } from "../src/migration/service.js";
+import { FIELD_MANAGER } from "../src/api/migrationplan.js";
+import { decide, type PlanSettings } from "../src/migration/service.js";
+import { type Service } from "../src/migration/families.js";
 import { ServiceWriter } from "../src/reconciler/service-writer.js";
 import { KubeClient, NAMESPACES, SERVICES } from "../src/runtime/client.js";
 import { WriteExpectations } from "../src/runtime/expectations.js";

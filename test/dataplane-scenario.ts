@@ -1,7 +1,7 @@
 // The traffic scenario shared by the data-plane test (short) and `make bench-dataplane` (long): Services of
 // every shape with a pod each, the real operator (`ipv6-migrate operator`, as a child process), a plan driven
 // through target phases while the probe's clients run, and the figures per phase.
-import { MIGRATION_PLANS, type MigrationPlan, type TargetPhase } from "../src/migration/api.js";
+import { MIGRATION_PLANS, type MigrationPlan, type TargetPhase } from "../src/api/migrationplan.js";
 import { KubeClient, NAMESPACES, SERVICES } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
 import type { ControlPlane } from "../src/testenv/controlplane.js";
