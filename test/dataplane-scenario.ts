@@ -2,7 +2,7 @@
 // every shape with a pod each, the real operator (`ipv6-migrate operator`, as a child process), a plan driven
 // through target phases while the probe's clients run, and the figures per phase.
 import { MIGRATION_PLANS, type MigrationPlan, type TargetPhase } from "../src/api/migrationplan.js";
-import { KubeClient, NAMESPACES, SERVICES } from "../src/runtime/client.js";
+import { KubeClient, NAMESPACES, SERVICES, isAlreadyExists } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
 import type { ControlPlane } from "../src/testenv/controlplane.js";
 import { APP_LABEL, POD_ECHO_PORT, POD_HTTP_PORT, podFor, type DataPlane } from "../src/testenv/dataplane.js";
@@ -10,10 +10,12 @@ import type { PodSpec } from "../src/testenv/node-agent.js";
 import { phaseFigures, type PhaseFigures, type PhaseWindow } from "../src/testenv/probe-analysis.js";
 import { startProbe, type ProbeRecords, type ProbeService } from "../src/testenv/probe.js";
 import type { ProbeConfig } from "../src/testenv/probe-protocol.js";
-import { eventually, sleep } from "./helpers.js";
+import { createNamespace, eventually, sleep } from "./helpers.js";
 import { OperatorProcess, installCRD, shippedContainer } from "./operator.js";
 
 export const OPERATOR_USER = "operator";
+/** Where `ipv6-migrate operator` keeps its own objects when not told otherwise (--leader-election-namespace). */
+const OPERATOR_NAMESPACE = "ipv6-migration-system";
 export const PLAN = "traffic";
 export const SERVICE_PORT = 80;
 
@@ -131,6 +133,10 @@ export async function runScenario(
   options: ScenarioOptions,
 ): Promise<ScenarioResult> {
   const log = options.log ?? (() => undefined);
+  // The operator's own namespace, where it keeps the Service that paces kube-proxy before cutovers.
+  await createNamespace(client, OPERATOR_NAMESPACE).catch((err: unknown) => {
+    if (!isAlreadyExists(err)) throw err;
+  });
   const operator = new OperatorProcess(cp, OPERATOR_USER, {
     ...shippedContainer().env,
     ...options.operatorEnv,
