@@ -78,12 +78,15 @@ export const OPERATOR_ANNOTATIONS = [
  */
 export const PLAN_FINALIZER = `${GROUP}/finalizer`;
 
-/** Marks the admission policies the operator keeps for a plan's spec.newServices (app.kubernetes.io). */
+/**
+ * The recommended label naming the tool that manages an object: the operator's own pacer Service and the
+ * admission policies it keeps for a plan's spec.newServices; Helm's value is HELM_MANAGED_BY.
+ */
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 
 /**
  * What other tools write on the Services they apply, read by the preflight to name who would undo a move
- * (src/migration/owners.ts); MANAGED_BY_LABEL is Helm's too ("Helm").
+ * (src/migration/owners.ts).
  */
 export const HELM_MANAGED_BY = "Helm";
 export const HELM_RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name";
