@@ -9,7 +9,7 @@ import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
 import { WriteExpectations } from "../runtime/expectations.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
-import { keyOf } from "../runtime/object.js";
+import { keyOf, mergePatchFor } from "../runtime/object.js";
 import {
   EVENT_REASONS,
   FIELD_MANAGER,
@@ -464,7 +464,7 @@ export class MigrationPlanReconciler implements Reconciler {
         MIGRATION_PLANS,
         undefined,
         plan.metadata.name,
-        { status },
+        { status: mergePatchFor(plan.status ?? {}, status) },
         "merge",
         {
           subresource: "status",

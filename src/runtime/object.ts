@@ -72,3 +72,21 @@ export function setCondition(
 export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * The JSON merge patch (RFC 7386) that turns `current` into `desired`. A merge patch keeps every key it does not
+ * name, so a key gone from a map (a count, a reason) must be sent as null, or it stays on the server for ever and
+ * the object never equals what was computed again.
+ */
+export function mergePatchFor(current: unknown, desired: unknown): unknown {
+  if (!isPlainObject(current) || !isPlainObject(desired)) return desired;
+  const patch: Record<string, unknown> = {};
+  for (const key of Object.keys(current)) if (desired[key] === undefined) patch[key] = null;
+  for (const [key, value] of Object.entries(desired)) {
+    if (value !== undefined) patch[key] = mergePatchFor(current[key], value);
+  }
+  return patch;
+}
