@@ -86,7 +86,7 @@ export interface MigrationPlanReconcilerOptions {
   preflightIntervalMs?: number;
   /** Every Service write goes through it; shared with the controller that finishes orphaned cutovers. */
   writer?: ServiceWriter;
-  /** Makes kube-proxy sync just before each wave of cutovers (./pacer.ts); none: cutovers are not paced. */
+  /** Makes kube-proxy sync just before each batch of cutovers (./pacer.ts); none: cutovers are not paced. */
   pacer?: KubeProxyPacer;
 }
 
@@ -188,6 +188,12 @@ export class MigrationPlanReconciler implements Reconciler {
     };
     if (deleting && deletionDone(cached, tally, decisions)) return this.setFinalizer(cached, false);
     const step = planRollout(input);
+    if (this.pacer && step.writes.some((w) => w.decision.action === "cutover") && !this.pacer.fresh()) {
+      // kube-proxy syncs the pacer's change first (./pacer.ts); then the cutovers are decided again from the cache,
+      // so their resourceVersions are not as old as the wait.
+      await this.pacer.pace(signal);
+      return { requeueAfterMs: 0 };
+    }
     const outcome = await this.write(plan, step, tally, signal);
     const after = afterWrites(input, step, outcome, tally.pending, this.clock.now());
     if (after.finished && after.batch) {
@@ -283,19 +289,11 @@ export class MigrationPlanReconciler implements Reconciler {
       );
     }
     const outcome: BatchOutcome = { moved: 0, failed: 0 };
+    // Cutovers first, inside the kube-proxy sync period that the pacer write opened.
     const cutovers = step.writes.filter((w) => w.decision.action === "cutover");
-    await this.writeConcurrently(
-      plan,
-      step.writes.filter((w) => w.decision.action !== "cutover"),
-      tally,
-      outcome,
-      signal,
-    );
-    // Cutovers go in waves that fit in one kube-proxy sync period, each right after a pacer write (./pacer.ts).
-    for (let i = 0; i < cutovers.length && !outcome.stalled && !signal.aborted; i += CONCURRENCY) {
-      await this.pacer?.pace(signal);
-      await this.writeConcurrently(plan, cutovers.slice(i, i + CONCURRENCY), tally, outcome, signal);
-    }
+    await this.writeConcurrently(plan, cutovers, tally, outcome, signal);
+    const others = step.writes.filter((w) => w.decision.action !== "cutover");
+    await this.writeConcurrently(plan, others, tally, outcome, signal);
     return outcome;
   }
 
