@@ -9,7 +9,7 @@ import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
 import { WriteExpectations } from "../runtime/expectations.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
-import { keyOf } from "../runtime/object.js";
+import { keyOf, mergePatchTo } from "../runtime/object.js";
 import {
   EVENT_REASONS,
   FIELD_MANAGER,
@@ -33,6 +33,7 @@ import { familyState, type Service } from "../migration/families.js";
 import {
   accountFailed,
   accountMoved,
+  canonicalJSON,
   computeStatus,
   emptyTally,
   holdMessage,
@@ -448,11 +449,17 @@ export class MigrationPlanReconciler implements Reconciler {
         this.event(plan, "Warning", EVENT_REASONS.stalled, `${parts.stalled.reason}: ${parts.stalled.message}`);
       }
       this.reportNewFindings(plan, status.preflight);
+      this.log.debug("writing the plan's status", {
+        plan: plan.metadata.name,
+        changed: changedParts(plan.status, status),
+        summary: status.summary,
+      });
       const updated = await this.client.patch<MigrationPlan>(
         MIGRATION_PLANS,
         undefined,
         plan.metadata.name,
-        { status },
+        // Keys the new status no longer has (a reason gone from skippedByReason) are removed, not kept.
+        { status: mergePatchTo(plan.status, status) },
         "merge",
         {
           subresource: "status",
@@ -529,6 +536,20 @@ function deletionDone(plan: MigrationPlan, tally: Tally, decisions: Write[]): bo
   if (decisions.some((d) => d.decision.action === "resume")) return false;
   if ((plan.spec.deletionPolicy ?? "Orphan") === "Orphan") return true;
   return tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
+}
+
+/** Which parts of the status a write changes, for the debug log: top-level fields, and conditions by type. */
+function changedParts(before: MigrationPlan["status"], after: NonNullable<MigrationPlan["status"]>): string[] {
+  const out: string[] = [];
+  for (const key of new Set([...Object.keys(before ?? {}), ...Object.keys(after)]) as Set<keyof typeof after>) {
+    if (key === "conditions") continue;
+    if (canonicalJSON(before?.[key]) !== canonicalJSON(after[key])) out.push(key);
+  }
+  for (const c of after.conditions ?? []) {
+    const prior = before?.conditions?.find((p) => p.type === c.type);
+    if (canonicalJSON(prior) !== canonicalJSON(c)) out.push(`${c.type}: ${prior?.reason ?? "-"} -> ${c.reason}`);
+  }
+  return out;
 }
 
 function describeIPs(svc: Service): string {

@@ -72,3 +72,21 @@ export function setCondition(
 export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+/**
+ * A JSON merge patch (RFC 7386) that turns `before` into `after`: a merge patch keeps every key of an object that
+ * it does not name, so a key that `after` no longer has must be sent as null, at any depth. Arrays are replaced
+ * whole by a merge patch, so they are sent as they are.
+ */
+export function mergePatchTo(before: unknown, after: unknown): unknown {
+  if (!isPlainObject(before) || !isPlainObject(after)) return after;
+  const patch: Record<string, unknown> = {};
+  for (const key of Object.keys(before)) if (!(key in after) || after[key] === undefined) patch[key] = null;
+  for (const [key, value] of Object.entries(after))
+    if (value !== undefined) patch[key] = mergePatchTo(before[key], value);
+  return patch;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
