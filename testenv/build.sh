@@ -4,7 +4,8 @@
 #                     reused when present; TESTENV_BIN_DIR names a directory of existing binaries instead.
 #   build.sh --tools  the small test helpers (kstatus-check: kstatus as Flux computes it; lua-health: Argo CD's
 #                     Lua interpreter; informer-baseline: client-go's Service informer, the benchmarks' memory
-#                     floor), rebuilt whenever their source or go.sum changes, whatever TESTENV_BIN_DIR.
+#                     floor), rebuilt whenever their source or go.sum changes, whatever TESTENV_BIN_DIR; and helm
+#                     (testenv/helm, its own module), rebuilt when its go.mod or go.sum changes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -31,6 +32,13 @@ if [ "${1:-}" = "--tools" ]; then
       echo "$sum" >"$tools/$tool.sum"
     fi
   done
+  sum=$(cat "$here/helm/go.mod" "$here/helm/go.sum" | sha256sum | cut -c1-16)
+  if [ ! -x "$tools/helm" ] || [ "$(cat "$tools/helm.sum" 2>/dev/null)" != "$sum" ]; then
+    # Stamped as Helm's own Makefile does, so `helm version` names the release that was built.
+    helm_version=$(cd "$here/helm" && go list -m -f '{{.Version}}' helm.sh/helm/v4)
+    build helm helm.sh/helm/v4/cmd/helm "$tools/helm" "-X helm.sh/helm/v4/internal/version.version=$helm_version"
+    echo "$sum" >"$tools/helm.sum"
+  fi
   echo "$tools"
   exit 0
 fi
