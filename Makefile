@@ -33,7 +33,7 @@ OPERATOR_DEPLOYMENT := ipv6-migration-operator-controller-manager
 UNDEPLOY_WAIT ?= true
 
 .PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy docs node clean
-.PHONY: build-installer docker-buildx
+.PHONY: build-installer docker-buildx kubectl-plugin
 
 node: $(NODE_BIN)
 
@@ -113,6 +113,21 @@ build-installer:
 	$(KUBECTL) kustomize dist/installer >dist/install.yaml.tmp
 	mv dist/install.yaml.tmp dist/install.yaml
 	@echo "dist/install.yaml: $(IMG)"
+
+# The archive of the kubectl plugin that plugins/krew/ipv6-migrate.yaml installs: the npm package with its
+# production dependencies. JavaScript only, so one archive serves every platform; it needs node on the PATH.
+# krew links kubectl-ipv6_migrate to package/dist/src/cli/main.js, which node runs from its real path.
+kubectl-plugin: build
+	rm -rf dist/plugin && mkdir -p dist/plugin
+	npm pack --ignore-scripts --silent --pack-destination dist/plugin >/dev/null
+	tar -xzf dist/plugin/ipv6-migration-operator-$(VERSION).tgz -C dist/plugin
+	cp package-lock.json dist/plugin/package/
+	cd dist/plugin/package && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent && rm package-lock.json
+	# krew's unpacker takes regular files and directories only: no symlinks (node_modules/.bin, unused here).
+	rm -rf dist/plugin/package/node_modules/.bin
+	chmod +x dist/plugin/package/dist/src/cli/main.js
+	tar -czf dist/kubectl-ipv6_migrate.tar.gz -C dist/plugin package
+	@echo "dist/kubectl-ipv6_migrate.tar.gz"
 
 deploy:
 	$(call image-overlay,dist/deploy)
