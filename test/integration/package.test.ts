@@ -26,9 +26,9 @@ function renderKrewManifest(template: string, tag: string, sha256: string): stri
 
 /** The relative modules a shipped file imports statically (the demo's dynamic import is meant to be absent). */
 function staticImports(source: string): string[] {
-  return [...source.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"(\.{1,2}\/[^"]+)"|^\s*import\s+"(\.{1,2}\/[^"]+)"/gm)].map(
-    (m) => m[1] ?? m[2] ?? "",
-  );
+  return [
+    ...source.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s+"(\.{1,2}\/[^"]+)"|^\s*import\s+"(\.{1,2}\/[^"]+)"/gm),
+  ].map((m) => m[1] ?? m[2] ?? "");
 }
 
 describe("the npm package and the kubectl plugin", function () {
@@ -54,11 +54,20 @@ describe("the npm package and the kubectl plugin", function () {
 
   it("npm pack ships the CLI, the CRD and the project files, and nothing of the tests or the harness", async () => {
     const dry = succeeded(
-      await runCommand("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { env: { ...process.env, PATH: pathWithNode() } }),
+      await runCommand("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+        env: { ...process.env, PATH: pathWithNode() },
+      }),
       "npm pack --dry-run",
     );
     packed = (JSON.parse(dry.stdout) as { files: { path: string }[] }[])[0]?.files.map((f) => f.path) ?? [];
-    for (const file of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "crds/ipv6migration.io_migrationplans.yaml", MAIN]) {
+    for (const file of [
+      "package.json",
+      "README.md",
+      "LICENSE",
+      "CHANGELOG.md",
+      "crds/ipv6migration.io_migrationplans.yaml",
+      MAIN,
+    ]) {
       assert.ok(packed.includes(file), `the package has ${file}`);
     }
     const unwanted = packed.filter(
@@ -91,14 +100,21 @@ describe("the npm package and the kubectl plugin", function () {
     this.timeout(300_000);
     const dir = path.join(env.cp.dir, "npm");
     mkdirSync(dir);
-    const npmEnv = { ...process.env, PATH: pathWithNode(), npm_config_yes: "true", npm_config_update_notifier: "false" };
+    const npmEnv = {
+      ...process.env,
+      PATH: pathWithNode(),
+      npm_config_yes: "true",
+      npm_config_update_notifier: "false",
+    };
     const pack = succeeded(
       await runCommand("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", dir], { env: npmEnv }),
       "npm pack",
     );
     const tarball = path.join(dir, (JSON.parse(pack.stdout) as { filename: string }[])[0]?.filename ?? "");
-    // Given a package and no command, npx runs the bin named like the package, as it would from the registry.
-    const npx = (...args: string[]) => runCommand("npx", ["--yes", tarball, ...args], { env: npmEnv, cwd: dir });
+    // From the registry, `npx ipv6-migration-operator` runs the package's bin of that name (the package has three);
+    // a local tarball has to be named with --package, and the command is then looked up among its bins the same way.
+    const npx = (...args: string[]) =>
+      runCommand("npx", ["--yes", `--package=${tarball}`, PACKAGE.name, ...args], { env: npmEnv, cwd: dir });
     auditedModern(await npx("audit", "--kubeconfig", env.cp.kubeconfigPath, "-n", "modern", "-o", "json"), "npx audit");
     const demo = await npx("demo");
     assert.equal(demo.code, 1, demo.stdout);
@@ -137,7 +153,10 @@ describe("the npm package and the kubectl plugin", function () {
     const plugins = succeeded(await runCommand(kubectl, ["plugin", "list"], { env: pluginEnv }), "kubectl plugin list");
     assert.match(plugins.stdout, /kubectl-ipv6_migrate$/m);
     const plugin = (...args: string[]) => runCommand(kubectl, ["ipv6-migrate", ...args], { env: pluginEnv });
-    auditedModern(await plugin("audit", "--kubeconfig", env.cp.kubeconfigPath, "-n", "modern", "-o", "json"), "kubectl ipv6-migrate audit");
+    auditedModern(
+      await plugin("audit", "--kubeconfig", env.cp.kubeconfigPath, "-n", "modern", "-o", "json"),
+      "kubectl ipv6-migrate audit",
+    );
     // kubectl hands the plugin KUBECONFIG as it found it.
     auditedModern(
       await runCommand(kubectl, ["ipv6-migrate", "audit", "-n", "modern", "-o", "json"], {
