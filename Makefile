@@ -31,9 +31,10 @@ OPERATOR_NAMESPACE := ipv6-migration-system
 OPERATOR_DEPLOYMENT := ipv6-migration-operator-controller-manager
 # kubectl waits for each deletion by default; a control plane without controllers (testenv) never finishes one.
 UNDEPLOY_WAIT ?= true
+UNDEPLOY_TIMEOUT ?= 10m
 
 .PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy docs node clean
-.PHONY: build-installer docker-buildx kubectl-plugin
+.PHONY: build-installer docker-push docker-buildx kubectl-plugin
 
 node: $(NODE_BIN)
 
@@ -86,6 +87,9 @@ run: build
 docker-build:
 	$(CONTAINER_TOOL) build -t $(IMG) .
 
+docker-push:
+	$(CONTAINER_TOOL) push $(IMG)
+
 # As kubebuilder's: one multi-platform image, pushed (a multi-platform image can't be loaded into a local store).
 # The Dockerfile's build stages run on the build platform, so only the last stage is per platform.
 docker-buildx:
@@ -133,19 +137,19 @@ deploy:
 	$(call image-overlay,dist/deploy)
 	$(KUBECTL) apply -k dist/deploy
 
-# Plans first, while the operator still runs (it will remove their finalizers), then the operator: its pods
-# (foreground, so a cutover in progress ends while its RBAC is still there), the rest of config/default, and last
-# the CRD.
+# Plans first, while the operator still runs to carry out their deletionPolicy and drop their finalizers; then
+# the operator: its pods (foreground, so a cutover in progress ends while its RBAC is still there), the rest of
+# config/default, and last the CRD (deleting the CRD first would wait for ever on plans nobody finalizes).
 undeploy:
 	$(call image-overlay,dist/undeploy,'patches:' '  - target: {kind: CustomResourceDefinition}' \
 	  '    patch: |-' '      $$patch: delete' '      apiVersion: apiextensions.k8s.io/v1' \
 	  '      kind: CustomResourceDefinition' '      metadata: {name: any}')
 	if $(KUBECTL) get crd $(CRD) >/dev/null 2>&1; then \
-	  $(KUBECTL) delete $(CRD) --all --wait=$(UNDEPLOY_WAIT); fi
+	  $(KUBECTL) delete $(CRD) --all --wait=$(UNDEPLOY_WAIT) --timeout=$(UNDEPLOY_TIMEOUT); fi
 	$(KUBECTL) delete deployment -n $(OPERATOR_NAMESPACE) $(OPERATOR_DEPLOYMENT) --ignore-not-found \
-	  --cascade=foreground --wait=$(UNDEPLOY_WAIT)
-	$(KUBECTL) delete -k dist/undeploy --ignore-not-found --wait=$(UNDEPLOY_WAIT)
-	$(KUBECTL) delete crd $(CRD) --ignore-not-found --wait=$(UNDEPLOY_WAIT)
+	  --cascade=foreground --wait=$(UNDEPLOY_WAIT) --timeout=$(UNDEPLOY_TIMEOUT)
+	$(KUBECTL) delete -k dist/undeploy --ignore-not-found --wait=$(UNDEPLOY_WAIT) --timeout=$(UNDEPLOY_TIMEOUT)
+	$(KUBECTL) delete crd $(CRD) --ignore-not-found --wait=$(UNDEPLOY_WAIT) --timeout=$(UNDEPLOY_TIMEOUT)
 
 docs: build
 	node dist/test/apidoc.js --write

@@ -6,7 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
 import { Agent, request } from "undici";
-import { MIGRATION_PLANS, type MigrationPlan } from "../src/migration/api.js";
+import { MIGRATION_PLANS, type MigrationPlan } from "../src/api/migrationplan.js";
 import { NAMESPACES, SERVICES, type KubeClient, resourcePath } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
 import { freePort, WRITE_VERBS, type ControlPlane } from "../src/testenv/controlplane.js";

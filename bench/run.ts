@@ -10,9 +10,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { MIGRATION_PLANS, type MigrationPlan } from "../src/migration/api.js";
+import { MIGRATION_PLANS, type MigrationPlan } from "../src/api/migrationplan.js";
 import { KubeClient, SERVICES, resourcePath } from "../src/runtime/client.js";
-import type { Service } from "../src/migration/service.js";
+import { type Service } from "../src/migration/families.js";
 import { repoRoot, startControlPlane, toolsDir, type ControlPlane } from "../src/testenv/controlplane.js";
 import { installCRD } from "../test/operator.js";
 import {

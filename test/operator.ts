@@ -5,14 +5,16 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { loadAllYaml } from "@kubernetes/client-node";
 import { fileURLToPath } from "node:url";
-import { MIGRATION_PLANS, type MigrationPlan } from "../src/migration/api.js";
+import { MIGRATION_PLANS, type MigrationPlan } from "../src/api/migrationplan.js";
 import type { KubeClient } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
-import { repoRoot, type ControlPlane } from "../src/testenv/controlplane.js";
+import { repoRoot, toolsDir, type ControlPlane } from "../src/testenv/controlplane.js";
 import { eventually } from "./helpers.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const CLI = path.join(here, "../src/cli/main.js");
+/** The operator with the fault suite's kill hook injected (test/fixtures/fault-operator.ts). */
+export const FAULT_OPERATOR = path.join(here, "fixtures/fault-operator.js");
 export const CRD_DIR = path.join(here, "../../crds");
 
 interface ManagerContainer {
@@ -46,20 +48,23 @@ export class OperatorProcess {
     private readonly args: string[] = [],
   ) {}
 
-  start(extraEnv: Record<string, string> = {}): this {
+  /** Starts `ipv6-migrate operator`; with `killAfter` (STEP[:N]), the fault fixture that kills itself there. */
+  start(options: { killAfter?: string } = {}): this {
     const kubeconfig = this.cp.writeKubeconfig(this.cp.user(this.user));
-    const child = spawn(
-      process.execPath,
-      [
-        CLI,
-        "operator",
-        `--kubeconfig=${kubeconfig}`,
-        "--metrics-bind-address=0",
-        "--health-probe-bind-address=0",
-        ...this.args,
-      ],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_FORMAT: "json", ...this.env, ...extraEnv } },
-    );
+    const args = options.killAfter
+      ? [FAULT_OPERATOR, kubeconfig, options.killAfter]
+      : [
+          CLI,
+          "operator",
+          `--kubeconfig=${kubeconfig}`,
+          "--metrics-bind-address=0",
+          "--health-probe-bind-address=0",
+          ...this.args,
+        ];
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LOG_FORMAT: "json", ...this.env },
+    });
     child.stdout?.setEncoding("utf8").on("data", (d: string) => (this.output += d));
     child.stderr?.setEncoding("utf8").on("data", (d: string) => (this.output += d));
     this.exit = new Promise((resolve) => child.once("exit", (code, signal) => resolve(signal ? -1 : code)));
@@ -124,4 +129,43 @@ export function waitForCondition(
     `plan ${name} ${condition}=${status}`,
     timeoutMs,
   );
+}
+
+export interface Verdict {
+  status: string;
+  message: string;
+}
+
+function run(
+  file: string,
+  args: string[],
+  input: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+/** The testenv helper binaries, built by testenv/build.sh --tools. */
+export async function toolHelpers(): Promise<{ kstatus: string; luaHealth: string }> {
+  const tools = await toolsDir();
+  return { kstatus: path.join(tools, "kstatus-check"), luaHealth: path.join(tools, "lua-health") };
+}
+
+export async function verdict(file: string, args: string[], plan: MigrationPlan): Promise<Verdict> {
+  const result = await run(file, args, JSON.stringify(plan));
+  assert.equal(result.code, 0, `${path.basename(file)} failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as Verdict;
+}
+
+/** What Flux's kstatus makes of a plan. */
+export async function kstatusOf(plan: MigrationPlan): Promise<Verdict> {
+  return verdict((await toolHelpers()).kstatus, [], plan);
 }

@@ -2,27 +2,16 @@
 // with it. It reads with paginated LISTs and writes nothing (its dry-run probe, where ServiceCIDR is not
 // served, persists nothing either).
 import { dumpYaml } from "@kubernetes/client-node";
-import { ENDPOINT_SLICES, NAMESPACES, SERVICE_CIDRS, SERVICES, type KubeClient } from "../runtime/client.js";
-import { keyOf, type KubeObject } from "../runtime/object.js";
-import type { MigrationPlan } from "../migration/api.js";
-import { selects, settingsOf } from "../migration/plan.js";
-import { clusterIPOf, decide, familyState, shapeOf, trimService, type Service } from "../migration/service.js";
-import { blockingByService, selectedService, serviceRangeFindings, type Finding } from "../migration/preflight.js";
-import {
-  cachedFindings,
-  NETWORK_POLICIES,
-  NODES,
-  preflightStatus,
-  scanWorkloads,
-  trimNetworkPolicy,
-  trimNode,
-} from "../reconciler/preflight.js";
-import {
-  capabilityFromRanges,
-  probeIPv6ServiceRange,
-  servesServiceCIDRs,
-  type Capability,
-} from "../reconciler/precondition.js";
+import type { KubeClient } from "../runtime/client.js";
+import type { MigrationPlan } from "../api/migrationplan.js";
+import { familyState, shapeOf, type Service } from "../migration/families.js";
+import { settingsOf } from "../migration/plan.js";
+import { preflightStatus, type Finding } from "../migration/preflight.js";
+import type { Decision } from "../migration/service.js";
+import { assess, preflightSubjects, selectServices, snapshotFindings } from "../migration/snapshot.js";
+import type { Capability } from "../reconciler/precondition.js";
+import { scanPreflight } from "../reconciler/preflight.js";
+import { ipv6ServiceRange, listSnapshot } from "../reconciler/snapshot.js";
 import { table } from "./table.js";
 
 export interface AuditOptions {
@@ -53,11 +42,6 @@ export interface AuditReport {
   preflight: { counts: Record<string, number>; findings: Finding[] };
 }
 
-interface EndpointSliceObject extends KubeObject {
-  addressType?: string;
-  endpoints?: { conditions?: { ready?: boolean }; nodeName?: string }[];
-}
-
 /** Label selector strings as kubectl takes them, into a LabelSelector (equality and set-based forms). */
 export function parseLabelSelector(selector: string | undefined): MigrationPlan["spec"]["selector"] {
   if (!selector) return undefined;
@@ -84,6 +68,7 @@ export function parseLabelSelector(selector: string | undefined): MigrationPlan[
 }
 
 export async function audit(client: KubeClient, options: AuditOptions): Promise<AuditReport> {
+  // What a plan with targetPhase IPv6Only over the chosen Services would do, judged alone (no other plan).
   const plan: MigrationPlan = {
     metadata: { name: "audit", generation: 1 },
     spec: {
@@ -95,117 +80,52 @@ export async function audit(client: KubeClient, options: AuditOptions): Promise<
       },
     },
   };
-  const [services, namespaces, slices] = await Promise.all([
-    client.listAll<Service>(SERVICES),
-    client.listAll<KubeObject>(NAMESPACES),
-    client.listAll<EndpointSliceObject>(ENDPOINT_SLICES),
-  ]);
-  const nsLabels = new Map(namespaces.items.map((n) => [n.metadata.name, n.metadata.labels ?? {}]));
-  const ipv6Ready = new Map<string, number>();
-  for (const slice of slices.items) {
-    const svc = slice.metadata.labels?.["kubernetes.io/service-name"];
-    if (!svc || slice.addressType !== "IPv6") continue;
-    const key = `${slice.metadata.namespace ?? ""}/${svc}`;
-    const ready = (slice.endpoints ?? []).filter((e) => e.conditions?.ready !== false).length;
-    ipv6Ready.set(key, (ipv6Ready.get(key) ?? 0) + ready);
-  }
-  const ipv6ServiceRange = (await servesServiceCIDRs(client))
-    ? capabilityFromRanges(
-        (
-          await client.listAll<{ metadata: { name: string }; spec?: { cidrs?: string[] } }>(SERVICE_CIDRS)
-        ).items.flatMap((c) => c.spec?.cidrs ?? []),
-      )
-    : await probeIPv6ServiceRange(client);
-
-  const settings = settingsOf(plan);
-  const selected = services.items
-    .map((raw) => trimService(raw))
-    .filter((svc) => selects(plan, svc, nsLabels.get(svc.metadata.namespace ?? "")));
-  const findings = await preflightFindings(client, selected, slices.items, services.items);
-  const blocking = blockingByService(findings);
-  const out: AuditedService[] = [];
-  for (const svc of selected) {
-    const block = blocking.get(keyOf(svc))?.[0];
-    const decision = decide(svc, settings, {
-      ipv6ReadyEndpoints: ipv6Ready.get(keyOf(svc)) ?? 0,
-      ...(block ? { preflightBlock: { reason: block.reason, message: `${block.object}: ${block.message}` } } : {}),
-    });
-    const ipv6Only =
-      decision.action === "skip" || decision.action === "block"
-        ? { action: decision.action, reason: decision.reason, message: decision.message }
-        : decision.action === "none"
-          ? { action: "none" }
-          : decision.action === "cutover"
-            ? { action: "cutover", message: decision.description }
-            : decision.action === "patch"
-              ? { action: "patch", message: decision.description }
-              : { action: decision.action };
-    out.push({
-      namespace: svc.metadata.namespace ?? "",
-      name: svc.metadata.name,
-      type: svc.spec.type ?? "ClusterIP",
-      shape: shapeOf(svc),
-      state: familyState(svc.spec),
-      ipFamilies: svc.spec.ipFamilies ?? [],
-      ipFamilyPolicy: svc.spec.ipFamilyPolicy ?? "",
-      clusterIPs: svc.spec.clusterIPs ?? [],
-      ipv6Only,
-    });
-  }
-  out.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-  const count = (state: string) => out.filter((s) => s.state === state).length;
+  const snapshot = await listSnapshot(client, [plan]);
+  const selection = selectServices(plan, snapshot);
+  const subjects = preflightSubjects(selection, snapshot);
+  const findings = [
+    ...snapshotFindings(snapshot, subjects),
+    ...(await scanPreflight(client, snapshot, subjects)).findings,
+  ];
+  const { decisions } = assess(selection, snapshot, settingsOf(plan), findings);
+  const services = decisions.map(({ svc, decision }) => audited(svc, decision));
+  services.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  const count = (state: string) => services.filter((s) => s.state === state).length;
   return {
-    cluster: { server: client.kubeConfig.getCurrentCluster()?.server ?? "", ipv6ServiceRange },
+    cluster: {
+      server: client.kubeConfig.getCurrentCluster()?.server ?? "",
+      ipv6ServiceRange: await ipv6ServiceRange(client, snapshot),
+    },
     summary: {
-      services: out.length,
+      services: services.length,
       ipv4Only: count("ipv4-only"),
       dualStack: count("dual-stack"),
       ipv6Only: count("ipv6-only"),
       noClusterIP: count("no-cluster-ip"),
     },
-    services: out,
+    services,
     preflight: { counts: preflightStatus(findings).counts, findings },
   };
 }
 
-async function preflightFindings(
-  client: KubeClient,
-  selected: Service[],
-  slices: EndpointSliceObject[],
-  allServices: Service[],
-): Promise<Finding[]> {
-  const nodesBySvc = new Map<string, string[]>();
-  for (const slice of slices) {
-    const svc = slice.metadata.labels?.["kubernetes.io/service-name"];
-    if (!svc) continue;
-    const key = `${slice.metadata.namespace ?? ""}/${svc}`;
-    const nodes = (slice.endpoints ?? []).filter((e) => e.conditions?.ready !== false).map((e) => e.nodeName ?? "");
-    nodesBySvc.set(key, [...(nodesBySvc.get(key) ?? []), ...nodes.filter(Boolean)]);
-  }
-  const selectedInfo = selected.map((svc) => selectedService(svc, nodesBySvc.get(keyOf(svc)) ?? []));
-  const [nodes, policies] = await Promise.all([
-    client.listAll<KubeObject>(NODES),
-    client.listAll<KubeObject>(NETWORK_POLICIES),
-  ]);
-  const cidrs = (await servesServiceCIDRs(client))
-    ? (await client.listAll<{ metadata: { name: string }; spec?: { cidrs?: string[] } }>(SERVICE_CIDRS)).items.flatMap(
-        (c) => c.spec?.cidrs ?? [],
-      )
-    : [];
-  const findings = cidrs.length
-    ? serviceRangeFindings(cidrs, allServices.filter((s) => clusterIPOf(s.spec, "IPv6")).length)
-    : [];
-  findings.push(
-    ...cachedFindings({
-      nodes: nodes.items
-        .map(trimNode)
-        .map((n) => ({ name: n.metadata.name, internalIPs: n.internalIPs, podCIDRs: n.podCIDRs })),
-      networkPolicies: policies.items.map((p) => trimNetworkPolicy(p).info),
-      services: selectedInfo,
-    }),
-  );
-  findings.push(...(await scanWorkloads(client, selectedInfo)).findings);
-  return findings;
+function audited(svc: Service, decision: Decision): AuditedService {
+  const ipv6Only =
+    decision.action === "skip" || decision.action === "block"
+      ? { action: decision.action, reason: decision.reason, message: decision.message }
+      : decision.action === "cutover" || decision.action === "patch"
+        ? { action: decision.action, message: decision.description }
+        : { action: decision.action };
+  return {
+    namespace: svc.metadata.namespace ?? "",
+    name: svc.metadata.name,
+    type: svc.spec.type ?? "ClusterIP",
+    shape: shapeOf(svc),
+    state: familyState(svc.spec),
+    ipFamilies: svc.spec.ipFamilies ?? [],
+    ipFamilyPolicy: svc.spec.ipFamilyPolicy ?? "",
+    clusterIPs: svc.spec.clusterIPs ?? [],
+    ipv6Only,
+  };
 }
 
 export function formatAudit(report: AuditReport, output: "table" | "json" | "yaml"): string {

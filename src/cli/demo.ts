@@ -6,8 +6,16 @@ import path from "node:path";
 import { ENDPOINT_SLICES, NAMESPACES, SERVICES, type KubeClient, KubeClient as Client } from "../runtime/client.js";
 import { createLogger } from "../runtime/log.js";
 import { findCondition } from "../runtime/object.js";
-import { MIGRATION_PLANS, type MigrationPlan } from "../migration/api.js";
-import { shapeOf, type Service } from "../migration/service.js";
+import {
+  GROUP,
+  MIGRATION_PLANS,
+  OPERATOR_NAME,
+  SERVICE_NAME_LABEL,
+  STATE_LABEL,
+  VERSION,
+  type MigrationPlan,
+} from "../api/migrationplan.js";
+import { shapeOf, type Service } from "../migration/families.js";
 import { buildOperator } from "../reconciler/operator.js";
 import { repoRoot, startControlPlane, type ControlPlane } from "../testenv/controlplane.js";
 import { table } from "./table.js";
@@ -120,7 +128,7 @@ class Progress {
     const bar = `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${total}`;
     const rows = [...services.values()].map((svc) => [
       `${svc.metadata.namespace}/${svc.metadata.name}`,
-      svc.metadata.labels?.["ipv6migration.io/state"] ?? "-",
+      svc.metadata.labels?.[STATE_LABEL] ?? "-",
       (svc.spec.ipFamilies ?? []).join(",") || "-",
       (svc.spec.clusterIPs ?? []).join(",") || "-",
     ]);
@@ -166,7 +174,7 @@ export async function demo(options: DemoOptions): Promise<number> {
         await client.create(ENDPOINT_SLICES, entry.namespace, {
           metadata: {
             name: `${entry.service.metadata.name}-ipv6`,
-            labels: { "kubernetes.io/service-name": entry.service.metadata.name },
+            labels: { [SERVICE_NAME_LABEL]: entry.service.metadata.name },
           },
           addressType: "IPv6",
           endpoints: [{ addresses: [entry.ipv6Endpoint], conditions: { ready: true } }],
@@ -180,7 +188,7 @@ export async function demo(options: DemoOptions): Promise<number> {
     say(`Starting the operator (its JSON log: ${logFile})...`);
     const logStream = createWriteStream(logFile);
     manager = await buildOperator({
-      client: new Client(cp.kubeConfig(), "ipv6-migration-operator"),
+      client: new Client(cp.kubeConfig(), OPERATOR_NAME),
       logger: createLogger({ format: "json", stream: logStream }),
       metricsBindAddress: "0",
       healthProbeBindAddress: "0",
@@ -190,7 +198,7 @@ export async function demo(options: DemoOptions): Promise<number> {
     const running = manager.run([]);
 
     const plan = {
-      apiVersion: "ipv6migration.io/v1alpha1",
+      apiVersion: `${GROUP}/${VERSION}`,
       kind: "MigrationPlan",
       metadata: { name: "demo" },
       spec: {

@@ -1,10 +1,15 @@
-// Plan-level decisions: which Services a plan selects, which plan owns a Service, batch sizes, and the
-// status the plan reports. Pure functions; the reconciler feeds them from its caches.
+// Plan-level decisions: which Services a plan selects, which plan owns a Service, the plan's settings, the tally
+// of its Services and the status it reports. Pure functions; the reconciler feeds them from its caches.
 import type { Condition } from "../runtime/object.js";
 import { setCondition } from "../runtime/object.js";
 import {
   CONDITIONS,
   MAX_PROBLEMS,
+  PROBLEMS,
+  REASONS,
+  type DeletionPolicy,
+  type PlanPhase,
+  type ProblemState,
   type LabelSelector,
   type MigrationPlan,
   type MigrationPlanStatus,
@@ -12,8 +17,9 @@ import {
   type PreflightStatus,
   type ServiceProblem,
   type TargetPhase,
-} from "./api.js";
-import type { PlanSettings, Service } from "./service.js";
+} from "../api/migrationplan.js";
+import { familyState, type Service } from "./families.js";
+import type { Decision, Hold, PlanSettings } from "./service.js";
 
 export function matchesSelector(selector: LabelSelector | undefined, labels: Record<string, string> = {}): boolean {
   if (!selector) return true;
@@ -84,6 +90,40 @@ export function settingsOf(plan: MigrationPlan, now?: string): PlanSettings {
   };
 }
 
+/**
+ * The plan as its deletion carries it out: Orphan finishes the cutovers in flight and changes nothing else (as
+ * if suspended); Rollback takes every Service back to its original spec (as if the target were Audit).
+ */
+export function planBeingDeleted(plan: MigrationPlan): MigrationPlan {
+  const policy = plan.spec.deletionPolicy ?? "Orphan";
+  const spec =
+    policy === "Rollback"
+      ? { ...plan.spec, targetPhase: "Audit" as const, suspend: false }
+      : { ...plan.spec, suspend: true };
+  return { ...plan, spec };
+}
+
+/** The rollout's pacing, read from the spec; throws with the field named when the spec can't be read. */
+export interface RolloutSettings {
+  /** How many Services a batch moves, once the number selected is known. */
+  batchSize: (selected: number) => number;
+  pauseMs: number;
+  maxFailures: number;
+  suspend: boolean;
+}
+
+export function rolloutSettings(plan: MigrationPlan): RolloutSettings {
+  const rollout = plan.spec.rollout ?? {};
+  const pauseMs = parseDuration(rollout.pauseBetweenBatches);
+  batchSizeOf(rollout.batchSize, 1);
+  return {
+    batchSize: (selected) => batchSizeOf(rollout.batchSize, selected),
+    pauseMs,
+    maxFailures: rollout.maxFailures ?? 0,
+    suspend: plan.spec.suspend === true,
+  };
+}
+
 /** batchSize as a count: an integer, or a percentage of the selected Services rounded up (at least 1). */
 export function batchSizeOf(batchSize: number | string | undefined, selected: number): number {
   if (batchSize === undefined) return 10;
@@ -133,6 +173,63 @@ export function emptyTally(): Tally {
   };
 }
 
+/** Counts a Service's decision into the tally, listing it as a problem where it needs attention. */
+export function account(tally: Tally, svc: Service, decision: Decision): void {
+  countFamily(tally, svc, 1);
+  switch (decision.action) {
+    case "none":
+      tally.atTarget++;
+      break;
+    case "skip":
+      tally.skipped++;
+      tally.skippedByReason[decision.reason] = (tally.skippedByReason[decision.reason] ?? 0) + 1;
+      break;
+    case "block":
+      tally.blocked++;
+      tally.problems.push(problem(svc, PROBLEMS.blocked, decision.reason, decision.message));
+      break;
+    case "hold":
+      if (decision.hold.kind === PROBLEMS.drifted) tally.drifted++;
+      else tally.failed++;
+      tally.problems.push(problem(svc, decision.hold.kind, decision.hold.reason, holdMessage(decision.hold)));
+      break;
+    default:
+      tally.pending++;
+  }
+}
+
+/** A Service the writes just moved: from pending to at target, in its new family. */
+export function accountMoved(tally: Tally, before: Service, after: Service): void {
+  tally.pending--;
+  tally.atTarget++;
+  countFamily(tally, before, -1);
+  countFamily(tally, after, 1);
+}
+
+/** A Service whose write was refused: from pending to failed. */
+export function accountFailed(tally: Tally, svc: Service, reason: string, message: string): void {
+  tally.pending--;
+  tally.failed++;
+  tally.problems.push(problem(svc, PROBLEMS.failed, reason, message));
+}
+
+function countFamily(tally: Tally, svc: Service, delta: number): void {
+  const state = familyState(svc.spec);
+  if (state === "ipv4-only") tally.ipv4Only += delta;
+  else if (state === "dual-stack") tally.dualStack += delta;
+  else if (state === "ipv6-only") tally.ipv6Only += delta;
+}
+
+export function problem(svc: Service, state: ProblemState, reason: string, message: string): ServiceProblem {
+  return { namespace: svc.metadata.namespace ?? "", name: svc.metadata.name, state, reason, message };
+}
+
+export function holdMessage(hold: Hold): string {
+  return hold.kind === PROBLEMS.drifted
+    ? `changed back by ${hold.manager ?? "an unknown field manager"}: ${hold.message}; not retried until the Service or the plan changes`
+    : `${hold.message}; not retried until the Service or the plan changes`;
+}
+
 export interface StatusInput {
   plan: MigrationPlan;
   tally: Tally;
@@ -140,6 +237,10 @@ export interface StatusInput {
   /** Set when only a person can fix it. */
   stalled?: { reason: string; message: string };
   batch?: MigrationPlanStatus["currentBatch"];
+  /** Set while the plan is being deleted: what its deletionPolicy still has to do. */
+  deleting?: DeletionPolicy;
+  /** When a stall that only a retry can clear is retried (status.retryAt). */
+  retryAt?: string;
   preflight?: PreflightStatus;
   now: () => string;
 }
@@ -165,7 +266,7 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
   };
 
   const counts = `${tally.atTarget + tally.skipped}/${tally.selected} at target (${tally.skipped} skipped, ${tally.blocked} blocked, ${tally.failed} failed, ${tally.drifted} drifted)`;
-  let phase: string;
+  let phase: PlanPhase;
   if (stalled) phase = "Stalled";
   else if (suspended) phase = "Suspended";
   else if (done) phase = target === "Audit" ? "Audited" : target;
@@ -178,41 +279,55 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
     set(CONDITIONS.reconciling, false, stalled.reason, "stopped until the problem is fixed");
     set(CONDITIONS.ready, false, stalled.reason, stalled.message);
   } else {
-    set(CONDITIONS.stalled, false, "NotStalled", "no problem that needs a person");
+    set(CONDITIONS.stalled, false, REASONS.notStalled, "no problem that needs a person");
     if (suspended) {
-      set(CONDITIONS.reconciling, false, "Suspended", "spec.suspend is true: no Service is changed");
-      set(CONDITIONS.ready, done, done ? "AtTarget" : "Suspended", counts);
+      set(CONDITIONS.reconciling, false, REASONS.suspended, "spec.suspend is true: no Service is changed");
+      set(CONDITIONS.ready, done, done ? REASONS.atTarget : REASONS.suspended, counts);
     } else if (done) {
-      set(CONDITIONS.reconciling, false, "AtTarget", counts);
-      set(CONDITIONS.ready, true, "AtTarget", counts);
+      set(CONDITIONS.reconciling, false, REASONS.atTarget, counts);
+      set(CONDITIONS.ready, true, REASONS.atTarget, counts);
     } else {
       const reason =
-        tally.pending > 0 ? "Progressing" : tally.blocked > 0 ? "ServicesBlocked" : "ServicesNeedAttention";
+        tally.pending > 0
+          ? REASONS.progressing
+          : tally.blocked > 0
+            ? REASONS.servicesBlocked
+            : REASONS.servicesNeedAttention;
       set(CONDITIONS.reconciling, true, reason, counts);
       set(CONDITIONS.ready, false, reason, counts);
     }
+  }
+  if (input.deleting && !stalled) {
+    // kstatus reads a plan with a deletionTimestamp as InProgress; the conditions say what is left to do.
+    phase = "Deleting";
+    const message =
+      input.deleting === "Rollback"
+        ? `spec.deletionPolicy is Rollback: restoring every Service to its original spec; ${counts}`
+        : "spec.deletionPolicy is Orphan: finishing the cutovers in flight; the Services stay as they are";
+    set(CONDITIONS.reconciling, true, REASONS.deleting, message);
+    set(CONDITIONS.ready, false, REASONS.deleting, message);
   }
   const capable = input.clusterDualStackCapable;
   if (capable.status !== undefined) {
     set(
       CONDITIONS.clusterDualStackCapable,
       capable.status,
-      capable.status ? "IPv6RangeFound" : "NoIPv6ServiceRange",
+      capable.status ? REASONS.ipv6RangeFound : REASONS.noIPv6ServiceRange,
       capable.message,
     );
   }
-  set(CONDITIONS.audited, true, "Classified", `${tally.selected} Services selected and classified`);
+  set(CONDITIONS.audited, true, REASONS.classified, `${tally.selected} Services selected and classified`);
   const atLeast = (phase: TargetPhase) => PHASE_ORDER[target] >= PHASE_ORDER[phase];
   set(
     CONDITIONS.dualStackComplete,
     atLeast("DualStack") && dualStackDone && !stalled,
-    atLeast("DualStack") ? (dualStackDone ? "Complete" : "InProgress") : "NotTargeted",
+    atLeast("DualStack") ? (dualStackDone ? REASONS.complete : REASONS.inProgress) : REASONS.notTargeted,
     atLeast("DualStack") ? counts : `targetPhase is ${target}`,
   );
   set(
     CONDITIONS.ipv6OnlyComplete,
     target === "IPv6Only" && reachedTarget && !stalled,
-    target === "IPv6Only" ? (reachedTarget ? "Complete" : "InProgress") : "NotTargeted",
+    target === "IPv6Only" ? (reachedTarget ? REASONS.complete : REASONS.inProgress) : REASONS.notTargeted,
     target === "IPv6Only" ? counts : `targetPhase is ${target}`,
   );
 
@@ -222,7 +337,7 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
     set(
       CONDITIONS.preflightPassed,
       blocking.length === 0,
-      blocking.length === 0 ? "NoBlockingFinding" : "BlockingFindings",
+      blocking.length === 0 ? REASONS.noBlockingFinding : REASONS.blockingFindings,
       blocking.length === 0
         ? `${total} findings, none blocking`
         : `${blocking.length} blocking findings, e.g. ${blocking[0]?.object}: ${blocking[0]?.reason}`,
@@ -248,6 +363,7 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
       drifted: tally.drifted,
     },
     ...(input.batch ? { currentBatch: input.batch } : {}),
+    ...(input.retryAt ? { retryAt: input.retryAt } : {}),
     ...(input.preflight ? { preflight: input.preflight } : {}),
     problems: problems.slice(0, MAX_PROBLEMS),
     ...(problems.length > MAX_PROBLEMS ? { problemsTruncated: problems.length - MAX_PROBLEMS } : {}),

@@ -4,10 +4,14 @@
 import ipaddr from "ipaddr.js";
 import { keyOf } from "../runtime/object.js";
 import { matchesSelector } from "./plan.js";
-import { CUTOVER_TIME_ANNOTATION, type LabelSelector } from "./api.js";
-import { clusterIPOf, type Service } from "./service.js";
-
-export type Severity = "Info" | "Warning" | "Blocking";
+import {
+  CUTOVER_TIME_ANNOTATION,
+  MAX_FINDINGS,
+  type LabelSelector,
+  type PreflightStatus,
+  type Severity,
+} from "../api/migrationplan.js";
+import { clusterIPOf, type Service } from "./families.js";
 
 export const FINDING_KINDS = [
   "ServiceRange",
@@ -295,4 +299,41 @@ export function blockingByService(findings: Finding[]): Map<string, Finding[]> {
     for (const key of f.services ?? []) out.set(key, [...(out.get(key) ?? []), f]);
   }
   return out;
+}
+
+/**
+ * The findings that come from cached objects (cheap: computed on every reconcile). The Service-range finding,
+ * whose message counts the IPv6 ClusterIPs in use cluster-wide, is not among them: it is refreshed with each
+ * scan, so that every Service created elsewhere does not rewrite every plan's status.
+ */
+export function cachedFindings(inputs: {
+  nodes: NodeInfo[];
+  networkPolicies: NetworkPolicyInfo[];
+  services: SelectedService[];
+}): Finding[] {
+  const namespaces = new Set(inputs.services.map((s) => s.namespace));
+  return [
+    ...nodeFindings(inputs.nodes),
+    ...endpointNodeFindings(inputs.services, ipv4OnlyNodes(inputs.nodes)),
+    ...inputs.networkPolicies
+      .filter((p) => namespaces.has(p.namespace))
+      .flatMap((p) => networkPolicyFindings(p, inputs.services)),
+  ];
+}
+
+/** The status section: counts by kind, and the most severe findings first, at most MAX_FINDINGS. */
+export function preflightStatus(findings: Finding[]): PreflightStatus {
+  const rank: Record<string, number> = { Blocking: 0, Warning: 1, Info: 2 };
+  const sorted = [...findings].sort(
+    (a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3) || a.object.localeCompare(b.object),
+  );
+  const counts: Record<string, number> = {};
+  for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1;
+  return {
+    counts,
+    findings: sorted
+      .slice(0, MAX_FINDINGS)
+      .map(({ kind, severity, object, reason, message }) => ({ kind, severity, object, reason, message })),
+    ...(sorted.length > MAX_FINDINGS ? { findingsTruncated: sorted.length - MAX_FINDINGS } : {}),
+  };
 }

@@ -1,38 +1,17 @@
 // Wires the caches, the MigrationPlan controller and the manager into the running operator.
-import {
-  ENDPOINT_SLICES,
-  NAMESPACES,
-  SERVICE_CIDRS,
-  SERVICES,
-  type KubeClient,
-  isNotFound,
-} from "../runtime/client.js";
+import { type KubeClient, isNotFound } from "../runtime/client.js";
 import { realClock } from "../runtime/clock.js";
+import { WriteExpectations } from "../runtime/expectations.js";
+import { keyOf } from "../runtime/object.js";
 import { Controller } from "../runtime/controller.js";
 import { EventRecorder } from "../runtime/events.js";
-import { Informer } from "../runtime/informer.js";
 import type { Logger } from "../runtime/log.js";
 import { Manager } from "../runtime/manager.js";
-import type { KubeObject } from "../runtime/object.js";
-import { MIGRATION_PLANS, type MigrationPlan } from "../migration/api.js";
-import { trimService, type Service } from "../migration/service.js";
-import {
-  MigrationPlanReconciler,
-  SERVICE_NAME_LABEL,
-  type Caches,
-  type EndpointSlice,
-  type Namespace,
-  type ServiceCIDR,
-} from "./migrationplan.js";
-import { servesServiceCIDRs } from "./precondition.js";
-import {
-  NETWORK_POLICIES,
-  NODES,
-  trimNetworkPolicy,
-  trimNode,
-  type NetworkPolicyObject,
-  type NodeObject,
-} from "./preflight.js";
+import { GROUP, MIGRATION_PLANS, OPERATOR_NAME } from "../api/migrationplan.js";
+import { MigrationPlanReconciler } from "./migrationplan.js";
+import { inCutover, OrphanedCutoverReconciler } from "./cutover.js";
+import { ServiceWriter, type WriteHooks } from "./service-writer.js";
+import { buildCaches, sliceServiceKey } from "./snapshot.js";
 
 export interface OperatorOptions {
   client: KubeClient;
@@ -44,6 +23,8 @@ export interface OperatorOptions {
   workers?: number;
   /** How often Pods and ConfigMaps are rescanned for preflight findings when nothing else asks for a scan. */
   preflightIntervalMs?: number;
+  /** A seam for the fault suite (test/fixtures/fault-operator.ts); production passes none. */
+  writeHooks?: WriteHooks;
 }
 
 /** Checks what the operator cannot run without, with a message a person can act on. */
@@ -61,59 +42,6 @@ export async function preflightAPI(client: KubeClient): Promise<void> {
   }
 }
 
-function trimEndpointSlice(raw: KubeObject): EndpointSlice {
-  const slice = raw as KubeObject & {
-    addressType?: string;
-    endpoints?: { conditions?: { ready?: boolean }; nodeName?: string }[];
-  };
-  const ready = (slice.endpoints ?? []).filter((e) => e.conditions?.ready !== false);
-  return {
-    metadata: {
-      name: slice.metadata.name,
-      namespace: slice.metadata.namespace,
-      resourceVersion: slice.metadata.resourceVersion,
-      labels: { [SERVICE_NAME_LABEL]: slice.metadata.labels?.[SERVICE_NAME_LABEL] ?? "" },
-    },
-    addressType: slice.addressType ?? "",
-    readyEndpoints: ready.length,
-    nodeNames: [...new Set(ready.map((e) => e.nodeName).filter((n): n is string => !!n))],
-  };
-}
-
-const trimMeta = (raw: KubeObject): Namespace => ({
-  metadata: { name: raw.metadata.name, resourceVersion: raw.metadata.resourceVersion, labels: raw.metadata.labels },
-});
-
-/** The reconciler's caches, each trimmed to what it reads; not started. */
-export async function buildCaches(client: KubeClient, logger: Logger): Promise<Caches> {
-  const plans = new Informer<MigrationPlan>(client, MIGRATION_PLANS, { logger });
-  const services = new Informer<Service>(client, SERVICES, {
-    logger,
-    transform: (raw) => trimService(raw),
-  });
-  const namespaces = new Informer<Namespace>(client, NAMESPACES, { logger, transform: trimMeta });
-  const endpointSlices = new Informer<EndpointSlice>(client, ENDPOINT_SLICES, {
-    logger,
-    transform: trimEndpointSlice,
-    indexers: {
-      service: (s) => {
-        const svc = s.metadata.labels?.[SERVICE_NAME_LABEL];
-        return svc ? [`${s.metadata.namespace ?? ""}/${svc}`] : [];
-      },
-    },
-  });
-  const serviceCIDRs = (await servesServiceCIDRs(client))
-    ? new Informer<ServiceCIDR>(client, SERVICE_CIDRS, { logger })
-    : undefined;
-  if (!serviceCIDRs) logger.info("ServiceCIDR is not served: the IPv6 precondition is checked with a dry run");
-  const nodes = new Informer<NodeObject>(client, NODES, { logger, transform: trimNode });
-  const networkPolicies = new Informer<NetworkPolicyObject>(client, NETWORK_POLICIES, {
-    logger,
-    transform: trimNetworkPolicy,
-  });
-  return { plans, services, namespaces, endpointSlices, serviceCIDRs, nodes, networkPolicies };
-}
-
 export async function buildOperator(options: OperatorOptions): Promise<Manager> {
   const { client, logger } = options;
   const manager = new Manager({
@@ -122,7 +50,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     metricsBindAddress: options.metricsBindAddress,
     healthProbeBindAddress: options.healthProbeBindAddress,
     leaderElection: options.leaderElect
-      ? { namespace: options.leaderElectionNamespace, name: "ipv6-migration-operator.ipv6migration.io" }
+      ? { namespace: options.leaderElectionNamespace, name: `${OPERATOR_NAME}.${GROUP}` }
       : undefined,
   });
   const caches = await buildCaches(client, logger);
@@ -134,15 +62,18 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   if (serviceCIDRs) manager.addInformer(serviceCIDRs);
   manager.addInformer(nodes);
   manager.addInformer(networkPolicies);
-  const events = new EventRecorder(client, { component: "ipv6-migration-operator", logger });
-  const reconciler = new MigrationPlanReconciler(
+  const events = new EventRecorder(client, { component: OPERATOR_NAME, logger });
+  // One writer for both controllers: each must know when the cache has seen the other's writes.
+  const writer = new ServiceWriter(client, logger, new WriteExpectations(realClock), options.writeHooks);
+  const reconciler = new MigrationPlanReconciler({
     client,
     caches,
     events,
     logger,
-    realClock,
-    options.preflightIntervalMs,
-  );
+    clock: realClock,
+    preflightIntervalMs: options.preflightIntervalMs,
+    writer,
+  });
   const controller = new Controller({
     name: "migrationplan",
     reconciler,
@@ -157,10 +88,17 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   controller.watch(nodes, () => reconciler.allPlans());
   controller.watch(networkPolicies, () => reconciler.allPlans());
   controller.watch(endpointSlices, (slice) => {
-    const name = slice.metadata.labels?.[SERVICE_NAME_LABEL];
-    const svc = name ? services.store.get(`${slice.metadata.namespace ?? ""}/${name}`) : undefined;
+    const key = sliceServiceKey(slice);
+    const svc = key ? services.store.get(key) : undefined;
     return svc ? reconciler.plansFor(svc) : [];
   });
   manager.addController(controller);
+
+  const orphans = new OrphanedCutoverReconciler(caches, writer, events, logger);
+  const cutovers = new Controller({ name: "cutover", reconciler: orphans, logger, metrics: manager.metrics });
+  cutovers.watch(services, (svc) => (inCutover(svc) ? [keyOf(svc)] : []));
+  cutovers.watch(plans, () => orphans.inFlight());
+  cutovers.watch(namespaces, () => orphans.inFlight());
+  manager.addController(cutovers);
   return manager;
 }

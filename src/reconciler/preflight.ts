@@ -3,13 +3,11 @@
 // keeps only the findings, page by page, so memory stays flat however many there are.
 import { core, type KubeClient, type ResourceType } from "../runtime/client.js";
 import type { KubeObject } from "../runtime/object.js";
-import type { PreflightStatus } from "../migration/api.js";
+import { clusterIPOf } from "../migration/families.js";
+import type { ClusterSnapshot } from "../migration/snapshot.js";
 import {
-  endpointNodeFindings,
   hardcodedIPFindings,
-  ipv4OnlyNodes,
-  networkPolicyFindings,
-  nodeFindings,
+  serviceRangeFindings,
   staleServiceLinkFindings,
   workloadOf,
   type ConfigMapInfo,
@@ -91,6 +89,25 @@ async function forEachPage<T extends KubeObject>(
   return count;
 }
 
+/**
+ * What is read beyond the snapshot, on the preflight's own schedule: the Service-range finding (its message counts
+ * the IPv6 ClusterIPs in use cluster-wide) and the Pods and ConfigMaps of the selected Services' namespaces.
+ */
+export async function scanPreflight(
+  client: KubeClient,
+  snapshot: ClusterSnapshot,
+  subjects: SelectedService[],
+): Promise<ScanResult> {
+  const ranges: Finding[] = [];
+  if (snapshot.serviceRanges) {
+    let ipv6InUse = 0;
+    for (const svc of snapshot.services) if (clusterIPOf(svc.spec, "IPv6")) ipv6InUse++;
+    ranges.push(...serviceRangeFindings(snapshot.serviceRanges, ipv6InUse));
+  }
+  const workloads = await scanWorkloads(client, subjects);
+  return { ...workloads, findings: [...ranges, ...workloads.findings] };
+}
+
 export interface ScanResult {
   findings: Finding[];
   pods: number;
@@ -146,10 +163,9 @@ function mergeStaleLinks(findings: Finding[]): Finding[] {
   return out;
 }
 
-/** A Node as the cache holds it. */
+/** A Node as the cache holds it: only what the checks read. */
 export interface NodeObject extends KubeObject {
-  internalIPs: string[];
-  podCIDRs: string[];
+  info: NodeInfo;
 }
 
 /** A NetworkPolicy as the cache holds it: only its pod selector and ipBlocks. */
@@ -164,8 +180,11 @@ export function trimNode(raw: KubeObject): NodeObject {
   };
   return {
     metadata: { name: node.metadata.name, resourceVersion: node.metadata.resourceVersion },
-    internalIPs: (node.status?.addresses ?? []).filter((a) => a.type === "InternalIP").map((a) => a.address),
-    podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
+    info: {
+      name: node.metadata.name,
+      internalIPs: (node.status?.addresses ?? []).filter((a) => a.type === "InternalIP").map((a) => a.address),
+      podCIDRs: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
+    },
   };
 }
 
@@ -194,46 +213,3 @@ export function trimNetworkPolicy(raw: KubeObject): NetworkPolicyObject {
     },
   };
 }
-
-export interface PreflightInputs {
-  cidrs: string[];
-  ipv6ClusterIPsInUse: number;
-  nodes: NodeInfo[];
-  networkPolicies: NetworkPolicyInfo[];
-  services: SelectedService[];
-}
-
-/**
- * The findings that come from cached objects (cheap: computed on every reconcile). The Service-range finding,
- * whose message counts the IPv6 ClusterIPs in use cluster-wide, is not among them: it is refreshed with each
- * scan, so that every Service created elsewhere does not rewrite every plan's status.
- */
-export function cachedFindings(inputs: Omit<PreflightInputs, "cidrs" | "ipv6ClusterIPsInUse">): Finding[] {
-  const namespaces = new Set(inputs.services.map((s) => s.namespace));
-  return [
-    ...nodeFindings(inputs.nodes),
-    ...endpointNodeFindings(inputs.services, ipv4OnlyNodes(inputs.nodes)),
-    ...inputs.networkPolicies
-      .filter((p) => namespaces.has(p.namespace))
-      .flatMap((p) => networkPolicyFindings(p, inputs.services)),
-  ];
-}
-
-/** The status section: counts by kind, and the most severe findings first, at most 50. */
-export function preflightStatus(findings: Finding[]): PreflightStatus {
-  const rank: Record<string, number> = { Blocking: 0, Warning: 1, Info: 2 };
-  const sorted = [...findings].sort(
-    (a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3) || a.object.localeCompare(b.object),
-  );
-  const counts: Record<string, number> = {};
-  for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1;
-  return {
-    counts,
-    findings: sorted
-      .slice(0, MAX_FINDINGS)
-      .map(({ kind, severity, object, reason, message }) => ({ kind, severity, object, reason, message })),
-    ...(sorted.length > MAX_FINDINGS ? { findingsTruncated: sorted.length - MAX_FINDINGS } : {}),
-  };
-}
-
-const MAX_FINDINGS = 50;

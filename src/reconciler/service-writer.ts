@@ -9,15 +9,9 @@ import { ApiError, SERVICES, type KubeClient } from "../runtime/client.js";
 import type { WriteExpectations } from "../runtime/expectations.js";
 import { keyOf } from "../runtime/object.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
-import { CUTOVER_ANNOTATION, FIELD_MANAGER, STATE_LABEL } from "../migration/api.js";
-import {
-  restorePatch,
-  type CutoverRecord,
-  type IPFamily,
-  type MergePatch,
-  type Service,
-  type ServiceSpec,
-} from "../migration/service.js";
+import { CUTOVER_ANNOTATION, FIELD_MANAGER, STATE_LABEL } from "../api/migrationplan.js";
+import { restorePatch, type CutoverRecord } from "../migration/cutover.js";
+import { type IPFamily, type MergePatch, type Service, type ServiceSpec } from "../migration/families.js";
 
 export interface WriteResult {
   service: Service;
@@ -37,22 +31,18 @@ export class WriteFailure extends Error {
 }
 
 /**
- * Test-only, for the fault suite (test/faults/): IPV6MIG_TEST_HOOK=kill-after:STEP[:N] makes the process SIGKILL
- * itself the Nth time (default 1) it reaches STEP, so that a test can stop it at every step of a write:
+ * The steps of a Service write, in order, at which a test can stop the process (the fault suite kills it at
+ * each one to prove that any instant is recoverable):
  *   patch-dryrun  after the dry run of an in-place patch     patch        after its write
  *   dryrun        after the dry run of a cutover             externalname after its first write (to ExternalName)
  *   restore       after the second write of a cutover (or of a resumed one), before its answer is checked
- * Unset in production: then it costs one lookup per write.
  */
-const hookCounts = new Map<string, number>();
-function testHook(step: string): void {
-  const hook = process.env.IPV6MIG_TEST_HOOK;
-  if (!hook) return;
-  const [action, name, nth = "1"] = hook.split(":");
-  if (action !== "kill-after" || name !== step) return;
-  const seen = (hookCounts.get(step) ?? 0) + 1;
-  hookCounts.set(step, seen);
-  if (seen >= Number(nth)) process.kill(process.pid, "SIGKILL");
+export const WRITE_STEPS = ["patch-dryrun", "patch", "dryrun", "externalname", "restore"] as const;
+export type WriteStep = (typeof WRITE_STEPS)[number];
+
+/** A seam for tests: production passes none. */
+export interface WriteHooks {
+  afterStep?(step: WriteStep): void;
 }
 
 export class ServiceWriter {
@@ -60,7 +50,17 @@ export class ServiceWriter {
     private readonly client: KubeClient,
     private readonly log: Logger,
     private readonly expectations: WriteExpectations,
+    private readonly hooks: WriteHooks = {},
   ) {}
+
+  /** Whether the cached Service reflects this process's last write to it. */
+  cacheHasSeen(svc: Service): boolean {
+    return this.expectations.satisfied(keyOf(svc), svc.metadata.resourceVersion);
+  }
+
+  private step(step: WriteStep): void {
+    this.hooks.afterStep?.(step);
+  }
 
   /** Every write to a Service goes through here, so that the reconciler knows when its cache has seen them. */
   private async patch(svc: Service, body: MergePatch, dryRun = false): Promise<Service> {
@@ -84,10 +84,10 @@ export class ServiceWriter {
   /** One in-place patch, dry-run first; the server's answer must carry the expected families. */
   async patchInPlace(svc: Service, body: MergePatch, expect: IPFamily[]): Promise<WriteResult> {
     const dry = await this.patch(svc, body, true);
-    testHook("patch-dryrun");
+    this.step("patch-dryrun");
     checkFamilies(dry.spec, expect, "dry run");
     const updated = await this.patch(svc, body);
-    testHook("patch");
+    this.step("patch");
     checkFamilies(updated.spec, expect, "write");
     return { service: updated };
   }
@@ -95,9 +95,9 @@ export class ServiceWriter {
   /** The two writes of a cutover: to ExternalName (carrying the record), then back with the new families. */
   async cutover(svc: Service, toExternalName: MergePatch, record: CutoverRecord): Promise<WriteResult> {
     await this.patch(svc, toExternalName, true);
-    testHook("dryrun");
+    this.step("dryrun");
     const external = await this.patch(svc, toExternalName);
-    testHook("externalname");
+    this.step("externalname");
     return this.resume(external, record);
   }
 
@@ -110,7 +110,7 @@ export class ServiceWriter {
     // No resourceVersion precondition (restorePatch sets none): the Service must come back whatever else changed.
     try {
       const service = await this.patch(svc, restorePatch(record, record.restore, true));
-      testHook("restore");
+      this.step("restore");
       checkFamilies(service.spec, record.restore.ipFamilies ?? [], "cutover");
       return { service };
     } catch (err) {
@@ -132,7 +132,7 @@ export class ServiceWriter {
           if (!/provided port/i.test(next)) throw again;
           service = await this.patch(svc, restorePatch(record, relax(record.restore, next), true));
         }
-        testHook("restore");
+        this.step("restore");
         return {
           service,
           warning: `the server could not re-grant what was requested (${err.status.message ?? ""}); it allocated new addresses`,

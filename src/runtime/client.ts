@@ -23,13 +23,6 @@ export const core = (resource: string, kind: string, namespaced = true): Resourc
 
 export const SERVICES = core("services", "Service");
 export const NAMESPACES = core("namespaces", "Namespace", false);
-export const EVENTS_V1: ResourceType = {
-  group: "events.k8s.io",
-  version: "v1",
-  resource: "events",
-  kind: "Event",
-  namespaced: true,
-};
 export const LEASES: ResourceType = {
   group: "coordination.k8s.io",
   version: "v1",
@@ -81,8 +74,10 @@ export class ApiError extends Error {
   readonly status: Status;
   readonly verb: string;
   readonly path: string;
+  /** The Retry-After header of the answer, when it had one. */
+  readonly retryAfter: string | undefined;
 
-  constructor(verb: string, path: string, code: number, status: Status) {
+  constructor(verb: string, path: string, code: number, status: Status, retryAfter?: string) {
     super(`${verb} ${path}: ${code} ${status.reason ?? ""}: ${status.message ?? ""}`.trim());
     this.name = "ApiError";
     this.verb = verb;
@@ -90,6 +85,7 @@ export class ApiError extends Error {
     this.code = code;
     this.reason = status.reason ?? "";
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -120,8 +116,48 @@ export interface ListPage<T> {
   items: T[];
 }
 
-/** Observes every request, e.g. for rest_client_requests_total. */
-export type RequestObserver = (verb: string, type: string, code: number) => void;
+/** Observes every request, e.g. for rest_client_requests_total; `retry` is set for an answer that is retried. */
+export type RequestObserver = (verb: string, type: string, code: number, retry?: boolean) => void;
+
+/**
+ * client-go's retry of answers that say "not now" (rest.Request's checkWait and IsRetryableResponse): a 429 from
+ * API Priority and Fairness or a 5xx with Retry-After was not processed, so any verb may be sent again after the
+ * delay the server asks for; without Retry-After, a 429 backs off with jitter. Other answers go to the caller:
+ * only what a retry cannot change (422, 403, admission denials) is a failure of the work.
+ */
+export interface RetryPolicy {
+  maxRetries: number;
+  /** The first backoff without Retry-After; it doubles, with up to 50% jitter, to maxDelayMs. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = {
+  maxRetries: 10,
+  baseDelayMs: 250,
+  maxDelayMs: 10_000,
+  sleep: (ms, signal) =>
+    new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason as Error);
+      const timer = setTimeout(resolve, ms);
+      signal?.addEventListener("abort", () => (clearTimeout(timer), reject(signal.reason as Error)), { once: true });
+    }),
+};
+
+/** The delay a retryable answer asks for, or undefined when it must not be retried. */
+export function retryDelayMs(
+  code: number,
+  retryAfter: string | null,
+  attempt: number,
+  policy: RetryPolicy,
+): number | undefined {
+  const seconds = retryAfter !== null && /^\d+$/.test(retryAfter.trim()) ? Number(retryAfter) : undefined;
+  if (code !== 429 && !(code >= 500 && seconds !== undefined)) return undefined;
+  if (seconds !== undefined) return Math.min(seconds * 1000, policy.maxDelayMs);
+  const backoff = Math.min(policy.baseDelayMs * 2 ** attempt, policy.maxDelayMs);
+  return backoff / 2 + Math.random() * (backoff / 2);
+}
 
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
@@ -129,7 +165,11 @@ export class KubeClient {
   private readonly observers: RequestObserver[] = [];
   readonly userAgent: string;
 
-  constructor(kubeConfig: KubeConfig, userAgent = "ipv6-migration-operator") {
+  constructor(
+    kubeConfig: KubeConfig,
+    userAgent = "ipv6-migration-operator",
+    private readonly retry: RetryPolicy = DEFAULT_RETRY,
+  ) {
     this.kubeConfig = kubeConfig;
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error("kubeconfig has no current cluster");
@@ -157,6 +197,24 @@ export class KubeClient {
     method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
     path: string,
     options: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.requestOnce<T>(method, path, options);
+      } catch (err) {
+        if (!(err instanceof ApiError) || attempt >= this.retry.maxRetries) throw err;
+        const delay = retryDelayMs(err.code, err.retryAfter ?? null, attempt, this.retry);
+        if (delay === undefined) throw err;
+        this.observe(err.verb, path, err.code, true);
+        await this.retry.sleep(delay, options.signal);
+      }
+    }
+  }
+
+  private async requestOnce<T>(
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
+    path: string,
+    options: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal },
   ): Promise<T> {
     const url = new URL(this.server + path);
     for (const [key, value] of Object.entries(options.query ?? {})) {
@@ -204,13 +262,13 @@ export class KubeClient {
     } catch {
       // not a Status (e.g. a proxy's error page): keep the text
     }
-    throw new ApiError(verb, path, response.status, status);
+    throw new ApiError(verb, path, response.status, status, response.headers.get("retry-after") ?? undefined);
   }
 
-  private observe(verb: string, path: string, code: number): void {
+  private observe(verb: string, path: string, code: number, retry?: boolean): void {
     if (this.observers.length === 0) return;
     const type = resourceOfPath(path);
-    for (const observer of this.observers) observer(verb, type, code);
+    for (const observer of this.observers) observer(verb, type, code, retry);
   }
 
   get<T>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {

@@ -10,8 +10,12 @@ import { WorkQueue, type RateLimiter } from "./workqueue.js";
 /** Done (forget the key), requeue after a delay, or throw for a rate-limited retry. */
 export type ReconcileResult = { requeueAfterMs?: number } | undefined;
 
+/**
+ * controller-runtime's Reconciler: `signal` is its context, aborted when the controller shuts down, so a long
+ * reconcile stops starting new work (it may finish what must not be left half-done).
+ */
 export interface Reconciler {
-  reconcile(key: string): Promise<ReconcileResult>;
+  reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult>;
 }
 
 export interface ControllerOptions {
@@ -34,6 +38,7 @@ export class Controller {
   private readonly clock: Clock;
   private readonly informers: Informer<KubeObject>[] = [];
   private running: Promise<void>[] = [];
+  private readonly stopping = new AbortController();
   private started = false;
 
   constructor(options: ControllerOptions) {
@@ -71,6 +76,12 @@ export class Controller {
     });
   }
 
+  /** After an outage: what waits for a retry is reconciled now (see WorkQueue.retryWaitingNow). */
+  retryNow(): void {
+    const keys = this.queue.retryWaitingNow();
+    if (keys > 0) this.log.info("the API server is back: retrying now", { keys });
+  }
+
   /** Waits for the caches, then starts the workers. Resolves once they run. */
   async start(): Promise<void> {
     if (this.started) return;
@@ -82,6 +93,7 @@ export class Controller {
 
   /** Stops handing out keys and waits (at most `timeoutMs`) for in-flight reconciles to finish. */
   async shutdown(timeoutMs = 30_000): Promise<boolean> {
+    this.stopping.abort();
     const drained = this.queue.shutDownWithDrain().then(() => true);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
@@ -106,7 +118,7 @@ export class Controller {
     const started = this.clock.now();
     let result: string;
     try {
-      const outcome = await this.reconciler.reconcile(key);
+      const outcome = await this.reconciler.reconcile(key, this.stopping.signal);
       if (outcome?.requeueAfterMs !== undefined && outcome.requeueAfterMs >= 0) {
         this.queue.forget(key);
         this.queue.addAfter(key, outcome.requeueAfterMs);

@@ -63,11 +63,6 @@ export class Store<T extends KubeObject> {
     return out;
   }
 
-  /** Index values present, e.g. every namespace that holds an object. */
-  indexValues(name: string): string[] {
-    return [...(this.indices.get(name)?.keys() ?? [])];
-  }
-
   set(obj: T): T | undefined {
     const key = keyOf(obj);
     const old = this.items.get(key);
@@ -123,6 +118,9 @@ export interface InformerOptions<T extends KubeObject> {
   onRequest?: (verb: "list" | "watch") => void;
 }
 
+/** Told when a list or watch fails (other than an expired resourceVersion), e.g. to watch for the server's return. */
+export type FailureListener = (err: unknown) => void;
+
 interface WatchEvent {
   type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
   object: KubeObject & { code?: number; reason?: string; message?: string };
@@ -140,6 +138,10 @@ export class Backoff {
     private readonly resetAfterMs = 120_000,
     private readonly random: () => number = Math.random,
   ) {}
+
+  reset(): void {
+    this.current = 0;
+  }
 
   next(): number {
     const now = this.clock.now();
@@ -178,6 +180,18 @@ export class Informer<T extends KubeObject = KubeObject> {
     this.backoff = new Backoff(this.clock);
     this.store.addIndexer("namespace", namespaceIndex);
     for (const [name, fn] of Object.entries(options.indexers ?? {})) this.store.addIndexer(name, fn);
+  }
+
+  private readonly failureListeners: FailureListener[] = [];
+
+  onFailure(listener: FailureListener): void {
+    this.failureListeners.push(listener);
+  }
+
+  /** Cuts short the backoff after a failure: the server is known to be back. */
+  retryNow(): void {
+    this.backoff.reset();
+    this.wakeSleep?.();
   }
 
   addEventHandler(handler: EventHandler<T>): void {
@@ -228,6 +242,7 @@ export class Informer<T extends KubeObject = KubeObject> {
           continue;
         }
         this.stats.errors++;
+        for (const listener of this.failureListeners) listener(err);
         const delay = this.backoff.next();
         this.log.warn("list/watch failed, backing off", {
           error: errorMessage(err),

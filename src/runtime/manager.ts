@@ -11,6 +11,8 @@ import { errorMessage, silentLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import type { KubeObject } from "./object.js";
 
+const SERVER_PROBE_INTERVAL_MS = 1000;
+
 export interface ManagerOptions {
   client: KubeClient;
   logger?: Logger;
@@ -33,6 +35,7 @@ export class Manager {
   private readonly readyChecks: (() => boolean)[] = [];
   private elector: LeaderElector | undefined;
   private stopping: Promise<void> | undefined;
+  private probing: Promise<void> | undefined;
   private stopped!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.stopped = resolve));
   /** Set when leadership was lost: the process must exit non-zero, as controller-runtime does. */
@@ -45,14 +48,41 @@ export class Manager {
     this.client = options.client;
     this.log = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? new Metrics();
-    this.client.onRequest((verb, resource, code) =>
-      this.metrics.restClientRequests.inc({ method: verb, resource, code: String(code) }),
-    );
+    this.client.onRequest((verb, resource, code, retry) => {
+      this.metrics.restClientRequests.inc({ method: verb, resource, code: String(code) });
+      if (retry) this.metrics.restClientRetries.inc({ method: verb, resource, code: String(code) });
+    });
   }
 
   addInformer<T extends KubeObject>(informer: Informer<T>): Informer<T> {
     this.informers.push(informer as unknown as Informer<KubeObject>);
+    informer.onFailure(() => this.watchForServer());
     return informer;
+  }
+
+  /**
+   * After a list or watch fails, the API server is asked every second whether it is back (GET /version, which every
+   * authenticated user may read); when it answers, every informer retries at once and every controller retries what
+   * failed meanwhile. Without this, the work waits out backoffs that grew while nothing could succeed (the
+   * reflector's up to a minute, the workqueue's far longer).
+   */
+  private watchForServer(): void {
+    if (this.probing || this.stopping) return;
+    this.probing = (async () => {
+      for (let attempt = 0; !this.stopping; attempt++) {
+        try {
+          await this.client.request("GET", "/version");
+          break;
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, SERVER_PROBE_INTERVAL_MS));
+        }
+      }
+      this.probing = undefined;
+      if (this.stopping) return;
+      this.log.info("the API server answers: retrying lists, watches and failed reconciles now");
+      for (const informer of this.informers) informer.retryNow();
+      for (const controller of this.controllers) controller.retryNow();
+    })();
   }
 
   addController(controller: Controller): void {

@@ -68,6 +68,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** client-go's rest_client_request_retries_total: answers (429, or 5xx with Retry-After) sent again. */
+  readonly restClientRetries = new Counter({
+    name: "rest_client_request_retries_total",
+    help: "Number of request retries, partitioned by status code, method, and resource",
+    labelNames: ["code", "method", "resource"] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }

@@ -44,11 +44,6 @@ export function keyOf(obj: { metadata: { name: string; namespace?: string } }): 
   return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
 }
 
-export function splitKey(key: string): { namespace?: string; name: string } {
-  const slash = key.indexOf("/");
-  return slash < 0 ? { name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
-}
-
 /** metav1.Condition. */
 export interface Condition {
   type: string;

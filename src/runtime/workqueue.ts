@@ -243,6 +243,24 @@ export class WorkQueue<T extends string = string> {
     this.waiting.set(key, { readyAt, timer });
   }
 
+  /**
+   * Every key waiting for a delay is added now, and its backoff reset: after an outage the work that failed during
+   * it should not wait out a backoff that grew while nothing could succeed. Safe for keys waiting for a
+   * requeueAfter too, when reconciles are level-based: an early one computes the rest of its wait again.
+   */
+  retryWaitingNow(): number {
+    if (this.shutdown) return 0;
+    const keys = [...this.waiting.keys()];
+    for (const key of keys) {
+      const pending = this.waiting.get(key);
+      if (pending) this.clock.clearTimeout(pending.timer);
+      this.waiting.delete(key);
+      this.rateLimiter.forget(key);
+      this.add(key);
+    }
+    return keys.length;
+  }
+
   addRateLimited(key: T): void {
     if (this.shutdown) return;
     this.addAfter(key, this.rateLimiter.when(key));

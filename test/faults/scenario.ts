@@ -22,8 +22,9 @@ import {
   STATE_LABEL,
   type MigrationPlan,
   type TargetPhase,
-} from "../../src/migration/api.js";
-import { clusterIPOf, restorableSpec, type Service } from "../../src/migration/service.js";
+} from "../../src/api/migrationplan.js";
+import { clusterIPOf, type Service } from "../../src/migration/families.js";
+import { restorableSpec } from "../../src/migration/cutover.js";
 import { SERVICES, isConflict, type KubeClient } from "../../src/runtime/client.js";
 import { EVENTS } from "../../src/runtime/events.js";
 import { findCondition } from "../../src/runtime/object.js";
@@ -38,7 +39,8 @@ import {
   waitForCanI,
   type ServiceObject,
 } from "../helpers.js";
-import { CLI, createPlan, getPlan, waitForCondition } from "../operator.js";
+import { WRITE_STEPS, type WriteStep } from "../../src/reconciler/service-writer.js";
+import { CLI, FAULT_OPERATOR, createPlan, getPlan, waitForCondition } from "../operator.js";
 import {
   requestToken,
   serviceAccountUser,
@@ -65,9 +67,9 @@ const SA: ServiceAccountRef = {
 const SA_USER = serviceAccountUser(SA);
 const PLAN = "faults";
 const RANDOM_KILL_MAX_MS = 800;
-/** The steps of src/reconciler/service-writer.ts's test hook, in the order the "each" mode tries them. */
-export const HOOK_STEPS = ["patch-dryrun", "patch", "dryrun", "externalname", "restore"] as const;
-type HookStep = (typeof HOOK_STEPS)[number];
+/** The steps of a Service write at which the kill hook can fire, in the order the "each" mode tries them. */
+export const HOOK_STEPS = WRITE_STEPS;
+type HookStep = WriteStep;
 const WRITER = "writer.faults.test";
 
 const KINDS = [
@@ -179,7 +181,7 @@ const isRealExternalName = (m: Member) => m.kind === "externalname";
 const conditionFor = (target: Direction) => (target === "IPv6Only" ? "IPv6OnlyComplete" : "Ready");
 const other = (target: Direction): Direction => (target === "IPv6Only" ? "Audit" : "IPv6Only");
 
-/** `ipv6-migrate operator` as the ServiceAccount, with the test hook set or not; every stop is a SIGKILL. */
+/** `ipv6-migrate operator` as the ServiceAccount, with the kill hook (STEP:N) injected or not; every stop is a SIGKILL. */
 class FaultOperator {
   private child: ChildProcess | undefined;
   private output = "";
@@ -191,11 +193,14 @@ class FaultOperator {
   private onReady: () => void = () => undefined;
 
   constructor(kubeconfig: string, hook = "") {
-    const child = spawn(
-      process.execPath,
-      [CLI, "operator", `--kubeconfig=${kubeconfig}`, "--metrics-bind-address=0", "--health-probe-bind-address=0"],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_FORMAT: "json", IPV6MIG_TEST_HOOK: hook } },
-    );
+    // With a hook, the same operator with the kill seam injected (test/fixtures/fault-operator.ts).
+    const args = hook
+      ? [FAULT_OPERATOR, kubeconfig, hook]
+      : [CLI, "operator", `--kubeconfig=${kubeconfig}`, "--metrics-bind-address=0", "--health-probe-bind-address=0"];
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LOG_FORMAT: "json" },
+    });
     // Only the end of the output is kept: a run makes hundreds of these processes.
     this.ready = new Promise((resolve) => (this.onReady = resolve));
     // FAULTS_LOG_DIR keeps every operator's whole output, for a failure the tail does not explain.
@@ -647,7 +652,7 @@ export function faultScenario(options: FaultScenarioOptions): void {
      * for it to do (false: it is then SIGKILLed by the test).
      */
     async function hookedRun(step: HookStep, nth: number, target: Direction): Promise<boolean> {
-      const op = new FaultOperator(kubeconfig, `kill-after:${step}:${nth}`);
+      const op = new FaultOperator(kubeconfig, `${step}:${nth}`);
       operator = op;
       const deadline = Date.now() + 90_000;
       for (;;) {

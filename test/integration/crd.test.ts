@@ -1,6 +1,6 @@
 // Bad input is refused at admission by the CRD's schema and CEL rules, with a message that names the field.
 import assert from "node:assert/strict";
-import { MIGRATION_PLANS } from "../../src/migration/api.js";
+import { MIGRATION_PLANS } from "../../src/api/migrationplan.js";
 import { useControlPlane } from "../helpers.js";
 import { installCRD } from "../operator.js";
 import { BAD_PLANS, expectRefusedAtAdmission } from "../fixtures/bad-plans.js";

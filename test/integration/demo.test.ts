@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { runKubectl } from "../../src/testenv/controlplane.js";
-import type { Service } from "../../src/migration/service.js";
+import { type Service } from "../../src/migration/families.js";
 import { eventually } from "../helpers.js";
 import { CLI } from "../operator.js";
 

@@ -7,10 +7,11 @@ import {
   STATE_LABEL,
   type MigrationPlan,
   type TargetPhase,
-} from "../../src/migration/api.js";
-import { restorableSpec, type Service } from "../../src/migration/service.js";
+} from "../../src/api/migrationplan.js";
+import { restorableSpec } from "../../src/migration/cutover.js";
+import { type Service } from "../../src/migration/families.js";
 import { MigrationPlanReconciler } from "../../src/reconciler/migrationplan.js";
-import { buildCaches } from "../../src/reconciler/operator.js";
+import { buildCaches } from "../../src/reconciler/snapshot.js";
 import { KubeClient, SERVICES } from "../../src/runtime/client.js";
 import { realClock } from "../../src/runtime/clock.js";
 import { EventRecorder } from "../../src/runtime/events.js";
@@ -276,9 +277,7 @@ describe("migration engine: a crash between the two writes of a cutover", functi
     })) as Service;
     await createIPv6Slice(env.client, NS, "crash", "fd00:1::7");
     await createPlan(env.client, "crash", { targetPhase: "IPv6Only", selector: { namespaces: [NS] } });
-    const first = new OperatorProcess(env.cp, OPERATOR_USER.name).start({
-      IPV6MIG_TEST_HOOK: "kill-after:externalname",
-    });
+    const first = new OperatorProcess(env.cp, OPERATOR_USER.name).start({ killAfter: "externalname" });
     assert.equal(await first.exit, -1, "killed itself by SIGKILL after the first write");
     const mid = await env.client.get<Service>(SERVICES, NS, "crash");
     assert.equal(mid.spec.type, "ExternalName", "stopped between the two writes");
@@ -710,8 +709,14 @@ describe("migration engine: a cache that has not yet seen the reconciler's own w
     for (const informer of all) informer.start();
     await Promise.all(all.map((i) => i.waitForSync()));
     const events = new EventRecorder(client, { component: "lag-test" });
-    const reconciler = new MigrationPlanReconciler(client, caches, events, silentLogger, realClock);
+    const reconciler = new MigrationPlanReconciler({ client, caches, events, logger: silentLogger, clock: realClock });
     try {
+      // A plan's first reconcile only adds its finalizer; the plan cache then shows it.
+      assert.equal(await reconciler.reconcile("lag"), undefined);
+      await eventually(
+        () => (caches.plans.store.get("lag")?.metadata.finalizers?.length ? true : undefined),
+        "the plan cache to show the finalizer",
+      );
       // The Service cache stops here, as a watch event in flight would leave it.
       await caches.services.stop();
       await reconciler.reconcile("lag");
@@ -727,8 +732,13 @@ describe("migration engine: a cache that has not yet seen the reconciler's own w
           )
           .map((e) => `${e.verb} ${e.requestURI} -> ${e.responseStatus?.code ?? 0}`);
       const after = writes().length;
-      const real = writes().filter((w) => !w.includes("dryRun"));
-      assert.equal(real.length, 4, `3 patches and a status write, besides dry runs:\n${writes().join("\n")}`);
+      const finalizer = writes().filter((w) => /\/migrationplans\/lag(\?\S*)? ->/.test(w));
+      assert.equal(finalizer.length, 1, `the finalizer, once:\n${writes().join("\n")}`);
+      assert.equal(
+        writes().filter((w) => !w.includes("dryRun")).length,
+        5,
+        `the finalizer, 3 patches and a status write, besides dry runs:\n${writes().join("\n")}`,
+      );
 
       const again = await reconciler.reconcile("lag");
       assert.deepEqual(writes().slice(after), [], "nothing written from the stale cache");

@@ -2,50 +2,23 @@
 // writes: each object is fetched from the API server and handed to the tools' own code, built by testenv/build.sh
 // (kstatus-check runs sigs.k8s.io/cli-utils' status.Compute, lua-health runs the script in Argo CD's gopher-lua).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import path from "node:path";
-import { MIGRATION_PLANS, type MigrationPlan } from "../../src/migration/api.js";
+import { MIGRATION_PLANS, type MigrationPlan } from "../../src/api/migrationplan.js";
 import { findCondition } from "../../src/runtime/object.js";
-import { repoRoot, toolsDir } from "../../src/testenv/controlplane.js";
+import { repoRoot } from "../../src/testenv/controlplane.js";
 import { clusterIPService, createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
-import { OperatorProcess, createPlan, getPlan, installCRD, waitForCondition } from "../operator.js";
+import {
+  OperatorProcess,
+  createPlan,
+  getPlan,
+  installCRD,
+  toolHelpers,
+  verdict,
+  waitForCondition,
+} from "../operator.js";
 
 const OPERATOR_USER = { name: "operator", groups: ["system:masters"] };
 const HEALTH_LUA = path.join(repoRoot, "config/argocd/health.lua");
-
-interface Verdict {
-  status: string;
-  message: string;
-}
-
-function run(
-  file: string,
-  args: string[],
-  input: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
-
-/** The testenv helper binaries, built by testenv/build.sh --tools. */
-async function helpers(): Promise<{ kstatus: string; luaHealth: string }> {
-  const tools = await toolsDir();
-  return { kstatus: path.join(tools, "kstatus-check"), luaHealth: path.join(tools, "lua-health") };
-}
-
-async function verdict(file: string, args: string[], plan: MigrationPlan): Promise<Verdict> {
-  const result = await run(file, args, JSON.stringify(plan));
-  assert.equal(result.code, 0, `${path.basename(file)} failed: ${result.stderr}`);
-  return JSON.parse(result.stdout) as Verdict;
-}
 
 describe("kstatus and Argo CD health on a dual-stack cluster", function () {
   const env = useControlPlane({ families: "dual", users: [OPERATOR_USER] });
@@ -56,7 +29,7 @@ describe("kstatus and Argo CD health on a dual-stack cluster", function () {
 
   before(async function () {
     this.timeout(600_000); // a cold cache builds the helpers first
-    tools = await helpers();
+    tools = await toolHelpers();
     await installCRD(env.cp);
     for (const [ns, names] of [
       ["finished", ["f1"]],
@@ -150,7 +123,7 @@ describe("kstatus and Argo CD health on an IPv4-only cluster", function () {
 
   before(async function () {
     this.timeout(600_000);
-    tools = await helpers();
+    tools = await toolHelpers();
     await installCRD(env.cp);
     await createNamespace(env.client, "v4");
     await createService(env.client, "v4", clusterIPService("web"));

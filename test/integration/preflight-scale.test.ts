@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { selectedService } from "../../src/migration/preflight.js";
-import type { Service } from "../../src/migration/service.js";
+import { type Service } from "../../src/migration/families.js";
 import { scanWorkloads } from "../../src/reconciler/preflight.js";
 import { SERVICES, core } from "../../src/runtime/client.js";
 import { CONFIGMAPS_FOR_TESTS } from "../fixtures/resources.js";

@@ -4,8 +4,8 @@
 // are created through the API: no kubelet or scheduler is needed for the checks.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { type MigrationPlan } from "../../src/migration/api.js";
-import type { Service } from "../../src/migration/service.js";
+import { type MigrationPlan } from "../../src/api/migrationplan.js";
+import { type Service } from "../../src/migration/families.js";
 import { core, SERVICES, type KubeClient } from "../../src/runtime/client.js";
 import { findCondition } from "../../src/runtime/object.js";
 import { NETWORK_POLICIES, NODES } from "../../src/reconciler/preflight.js";

@@ -9,7 +9,7 @@ import {
   type MigrationPlanSpec,
   type MigrationPlanStatus,
   type ServiceProblem,
-} from "../../src/migration/api.js";
+} from "../../src/api/migrationplan.js";
 import {
   batchSizeOf,
   canonicalJSON,
@@ -24,7 +24,7 @@ import {
   type StatusInput,
   type Tally,
 } from "../../src/migration/plan.js";
-import type { Service } from "../../src/migration/service.js";
+import { type Service } from "../../src/migration/families.js";
 import type { Condition, ObjectMeta } from "../../src/runtime/object.js";
 
 function plan(name: string, spec: MigrationPlanSpec = {}, meta: Partial<ObjectMeta> = {}): MigrationPlan {

@@ -10,32 +10,36 @@ import {
   PLAN_ANNOTATION,
   STATE_LABEL,
   type TargetPhase,
-} from "../../src/migration/api.js";
+} from "../../src/api/migrationplan.js";
 import {
   CUTOVER_EXTERNAL_NAME,
+  restorableSpec,
+  restorePatch,
+  type CutoverRecord,
+} from "../../src/migration/cutover.js";
+import {
   clusterIPOf,
-  decide,
   desiredFamilies,
   familyOfIP,
   familyState,
   hasSelector,
-  lastManagerOf,
-  restorableSpec,
-  restorePatch,
   shapeOf,
   trimService,
-  type CutoverRecord,
-  type Decision,
-  type Hold,
   type IPFamily,
   type MergePatch,
-  type PlanSettings,
   type Service,
-  type ServiceFacts,
   type ServicePort,
   type ServiceSpec,
-  type ServiceState,
+} from "../../src/migration/families.js";
+import {
+  decide,
+  lastManagerOf,
+  type Decision,
+  type Hold,
+  type PlanSettings,
+  type ServiceFacts,
 } from "../../src/migration/service.js";
+import { type ServiceState } from "../../src/api/migrationplan.js";
 import type { KubeObject, ManagedFieldsEntry, ObjectMeta } from "../../src/runtime/object.js";
 
 const PLAN = "shop";

@@ -1,0 +1,157 @@
+// The project's vocabulary: the MigrationPlan resource, and one constant for every phase, state, condition, reason,
+// Event, label and annotation the operator writes. Code elsewhere names these only through this file. The plan's
+// spec and status types are generated from the CRD (./v1alpha1.ts), so they can't drift from what the API
+// server enforces.
+import type { ResourceType } from "../runtime/client.js";
+import type { KubeObject } from "../runtime/object.js";
+import type { MigrationPlanSpec, MigrationPlanStatus, ProblemState } from "./v1alpha1.js";
+
+export * from "./v1alpha1.js";
+
+export const GROUP = "ipv6migration.io";
+export const VERSION = "v1alpha1";
+export const MIGRATION_PLANS: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  resource: "migrationplans",
+  kind: "MigrationPlan",
+  namespaced: false,
+};
+
+export interface MigrationPlan extends KubeObject {
+  spec: MigrationPlanSpec;
+  status?: MigrationPlanStatus;
+}
+
+export const OPERATOR_NAME = "ipv6-migration-operator";
+/** The name every write of the operator carries (managedFields, and how drift is told from its own writes). */
+export const FIELD_MANAGER = OPERATOR_NAME;
+
+/** What a Service's families are now; "no-cluster-ip" for headless-without-families and ExternalName. */
+export type FamilyState = "ipv4-only" | "dual-stack" | "ipv6-only" | "no-cluster-ip";
+
+/**
+ * The value of the STATE_LABEL on a Service the operator touched: where it stands (a family state), or why it is
+ * not moving (blocked, failed, drifted), or that it is between the two writes of a cutover.
+ */
+export const SERVICE_STATES = {
+  ipv4Only: "ipv4-only",
+  dualStack: "dual-stack",
+  ipv6Only: "ipv6-only",
+  blocked: "blocked",
+  failed: "failed",
+  drifted: "drifted",
+  cuttingOver: "cutting-over",
+} as const;
+export type ServiceState = (typeof SERVICE_STATES)[keyof typeof SERVICE_STATES];
+
+/** The kinds of status.problems entries, named once. */
+export const PROBLEMS = {
+  blocked: "Blocked",
+  failed: "Failed",
+  drifted: "Drifted",
+  conflict: "Conflict",
+} as const satisfies Record<string, ProblemState>;
+
+/** Labels and annotations the operator puts on the Services it manages. */
+export const STATE_LABEL = `${GROUP}/state`;
+export const PLAN_ANNOTATION = `${GROUP}/plan`;
+export const ORIGINAL_ANNOTATION = `${GROUP}/original`;
+export const CUTOVER_ANNOTATION = `${GROUP}/cutover`;
+export const APPLIED_ANNOTATION = `${GROUP}/applied`;
+/** Don't retry until the Service or the plan changes: set after drift or a refused write. */
+export const HOLD_ANNOTATION = `${GROUP}/hold`;
+/** When the Service's last cutover to IPv6-only started: pods older than this hold its old address in env vars. */
+export const CUTOVER_TIME_ANNOTATION = `${GROUP}/cutover-time`;
+/** Every annotation the operator may leave on a Service: a restore to the original removes them all. */
+export const OPERATOR_ANNOTATIONS = [
+  ORIGINAL_ANNOTATION,
+  APPLIED_ANNOTATION,
+  PLAN_ANNOTATION,
+  HOLD_ANNOTATION,
+  CUTOVER_TIME_ANNOTATION,
+] as const;
+
+/**
+ * Held on every plan the operator has seen, so that deleting it waits for spec.deletionPolicy to be carried out
+ * (kubebuilder's <group>/finalizer).
+ */
+export const PLAN_FINALIZER = `${GROUP}/finalizer`;
+
+/** The EndpointSlice label naming its Service (discovery.k8s.io). */
+export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
+
+export const CONDITIONS = {
+  ready: "Ready",
+  reconciling: "Reconciling",
+  stalled: "Stalled",
+  clusterDualStackCapable: "ClusterDualStackCapable",
+  audited: "Audited",
+  dualStackComplete: "DualStackComplete",
+  ipv6OnlyComplete: "IPv6OnlyComplete",
+  preflightPassed: "PreflightPassed",
+} as const;
+
+/** Reasons of the plan's conditions, and of the problems and skips it lists. */
+export const REASONS = {
+  // Stalled: only a person can fix it.
+  invalidSpec: "InvalidSpec",
+  noIPv6ServiceRange: "NoIPv6ServiceRange",
+  maxFailuresReached: "MaxFailuresReached",
+  forbidden: "Forbidden",
+  notStalled: "NotStalled",
+  // Ready and Reconciling.
+  suspended: "Suspended",
+  atTarget: "AtTarget",
+  progressing: "Progressing",
+  servicesBlocked: "ServicesBlocked",
+  servicesNeedAttention: "ServicesNeedAttention",
+  // The phase conditions.
+  ipv6RangeFound: "IPv6RangeFound",
+  classified: "Classified",
+  complete: "Complete",
+  inProgress: "InProgress",
+  notTargeted: "NotTargeted",
+  noBlockingFinding: "NoBlockingFinding",
+  blockingFindings: "BlockingFindings",
+  // Deleting the plan.
+  deleting: "Deleting",
+  // Per Service: skipped, blocked, held.
+  claimedByOlderPlan: "ClaimedByOlderPlan",
+  apiServerOwned: "APIServerOwned",
+  externalName: "ExternalName",
+  selectorlessWithoutIPv6Endpoints: "SelectorlessWithoutIPv6Endpoints",
+  waitingForIPv6Endpoints: "WaitingForIPv6Endpoints",
+  loadBalancerRecreateNotAllowed: "LoadBalancerRecreateNotAllowed",
+  changedByAnotherManager: "ChangedByAnotherManager",
+  // A write the server refused or answered unexpectedly.
+  writeRefused: "WriteRefused",
+  writeFailed: "WriteFailed",
+  cutoverRefused: "CutoverRefused",
+  secondaryFamilyNotAllocated: "SecondaryFamilyNotAllocated",
+  unexpectedFamilies: "UnexpectedFamilies",
+} as const;
+
+/** A preflight finding that blocks a Service is its block reason, prefixed: PreflightHardcodedClusterIP. */
+export const PREFLIGHT_REASON_PREFIX = "Preflight";
+
+/** Reasons of the Events the operator records, on the plan and on the Services. */
+export const EVENT_REASONS = {
+  batchStarted: "BatchStarted",
+  batchFinished: "BatchFinished",
+  serviceBlocked: "ServiceBlocked",
+  serviceFailed: "ServiceFailed",
+  serviceDrifted: "ServiceDrifted",
+  stalled: "Stalled",
+  forbidden: "Forbidden",
+  preflightFinding: "PreflightFinding",
+  // On the Service itself.
+  migrated: "Migrated",
+  migrationFailed: "MigrationFailed",
+  drifted: "Drifted",
+  addressNotKept: "AddressNotKept",
+} as const;
+
+/** status.problems and status.preflight.findings list at most this many each (the CRD's maxItems). */
+export const MAX_PROBLEMS = 50;
+export const MAX_FINDINGS = 50;

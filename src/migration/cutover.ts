@@ -1,0 +1,153 @@
+// The IPv6-only path, from src/migration/ in one hop. A Service's primary family never changes in place
+// (service-api-facts; test/integration/service-api.test.ts), so a ClusterIP, NodePort or LoadBalancer Service
+// becomes IPv6-only, and comes back, through ExternalName, in two writes:
+//   1. decide() (./service.ts) returns a "cutover" decision built here: the patch to ExternalName, carrying in
+//      the CUTOVER_ANNOTATION a CutoverRecord (the spec to restore, with the ClusterIPs and nodePorts to keep, and
+//      the snapshot to fall back to). The record travels in the same atomic write as the type change.
+//   2. the rollout planner (./rollout.ts) puts it in a batch; ServiceWriter.cutover (src/reconciler/
+//      service-writer.ts) makes a dry run, the write to ExternalName, then restorePatch() back with the new
+//      families, and checks the server's answer.
+//   3. an operator stopped between the two writes sees an ExternalName Service with a record: decide() returns
+//      "resume" whatever else holds, and ServiceWriter.resume finishes it (or puts the snapshot back).
+// Rolling back (IPv6Only -> DualStack or Audit) is the same path in reverse: restore() in ./service.ts.
+import {
+  CUTOVER_ANNOTATION,
+  OPERATOR_ANNOTATIONS,
+  PLAN_ANNOTATION,
+  APPLIED_ANNOTATION,
+  CUTOVER_TIME_ANNOTATION,
+  HOLD_ANNOTATION,
+  ORIGINAL_ANNOTATION,
+  SERVICE_STATES,
+  STATE_LABEL,
+  type ServiceState,
+  type TargetPhase,
+} from "../api/migrationplan.js";
+import {
+  annotationJSON,
+  familyState,
+  stateOfFamilies,
+  type IPFamily,
+  type IPFamilyPolicy,
+  type MergePatch,
+  type Service,
+  type ServiceSpec,
+} from "./families.js";
+import type { Decision, PlanSettings } from "./service.js";
+
+export interface CutoverRecord {
+  /** When the cutover started, recorded on the Service once it is IPv6-only. */
+  startedAt?: string;
+  /** The spec to put back on the Service (type, ports with nodePorts, traffic policies, requested ClusterIPs). */
+  restore: ServiceSpec;
+  /** The spec before the cutover: the fallback if the restore can't be applied. */
+  snapshot: ServiceSpec;
+  /** Labels and annotations to set when the restore lands. */
+  state: ServiceState;
+  applied: TargetPhase;
+  plan: string;
+}
+
+export const cutoverRecord = (svc: Service): CutoverRecord | undefined =>
+  annotationJSON<CutoverRecord>(svc, CUTOVER_ANNOTATION);
+
+/** A stable, never-resolving name for the instant a Service is ExternalName (.invalid is reserved, RFC 2606). */
+export const CUTOVER_EXTERNAL_NAME = "cutover.ipv6migration.invalid";
+
+const FIELDS_NULLED_FOR_EXTERNAL_NAME = [
+  "clusterIP",
+  "clusterIPs",
+  "ipFamilies",
+  "ipFamilyPolicy",
+  "externalTrafficPolicy",
+  "internalTrafficPolicy",
+  "healthCheckNodePort",
+  "allocateLoadBalancerNodePorts",
+  "loadBalancerClass",
+  "loadBalancerSourceRanges",
+  "loadBalancerIP",
+] as const;
+
+/** The fields of a spec this operator may change, so that a restore can put back exactly these. */
+export function restorableSpec(spec: ServiceSpec): ServiceSpec {
+  const out: Record<string, unknown> = {};
+  for (const field of ["type", ...FIELDS_NULLED_FOR_EXTERNAL_NAME, "ports", "externalName"] as const) {
+    if (spec[field] !== undefined) out[field] = structuredClone(spec[field]);
+  }
+  return out;
+}
+
+export function cutover(
+  svc: Service,
+  want: IPFamily[],
+  policy: IPFamilyPolicy,
+  requested: string[],
+  settings: PlanSettings,
+  original: ServiceSpec,
+): Decision {
+  const current = svc.spec;
+  const restoreSpec: ServiceSpec = {
+    ...restorableSpec(current),
+    type: current.type ?? "ClusterIP",
+    ipFamilies: want,
+    ipFamilyPolicy: policy,
+  };
+  delete restoreSpec.clusterIP;
+  delete restoreSpec.clusterIPs;
+  delete restoreSpec.externalName;
+  if (requested.length > 0) {
+    restoreSpec.clusterIP = requested[0];
+    restoreSpec.clusterIPs = requested;
+  }
+  const state = stateOfFamilies(want);
+  const record: CutoverRecord = {
+    restore: restoreSpec,
+    snapshot: restorableSpec(current),
+    state,
+    applied: settings.target,
+    plan: settings.plan,
+    ...(settings.now ? { startedAt: settings.now } : {}),
+  };
+  const spec: MergePatch = { type: "ExternalName", externalName: CUTOVER_EXTERNAL_NAME };
+  for (const field of FIELDS_NULLED_FOR_EXTERNAL_NAME) spec[field] = null;
+  if (current.ports) spec.ports = current.ports.map(({ nodePort: _nodePort, ...port }) => port);
+  return {
+    action: "cutover",
+    toExternalName: {
+      metadata: {
+        resourceVersion: svc.metadata.resourceVersion,
+        labels: { [STATE_LABEL]: SERVICE_STATES.cuttingOver },
+        annotations: {
+          [PLAN_ANNOTATION]: settings.plan,
+          [ORIGINAL_ANNOTATION]: JSON.stringify(original),
+          [CUTOVER_ANNOTATION]: JSON.stringify(record),
+          [HOLD_ANNOTATION]: null,
+        },
+      },
+      spec,
+    },
+    record,
+    expect: want,
+    description: `${familyState(current)} -> ${state} (cutover)`,
+  };
+}
+
+/** The patch that brings an ExternalName Service of a cutover back, from the record it carries. */
+export function restorePatch(record: CutoverRecord, spec: ServiceSpec, final: boolean): MergePatch {
+  const body: MergePatch = { externalName: null };
+  for (const [field, value] of Object.entries(spec)) body[field] = value;
+  const annotations: Record<string, string | null> = { [CUTOVER_ANNOTATION]: null };
+  const labels: Record<string, string | null> = {};
+  if (final && record.applied === "Audit") {
+    // Back to where the Service was before any plan: no trace of the operator remains.
+    for (const key of OPERATOR_ANNOTATIONS) annotations[key] = null;
+    labels[STATE_LABEL] = null;
+  } else {
+    annotations[APPLIED_ANNOTATION] = record.applied;
+    annotations[PLAN_ANNOTATION] = record.plan;
+    annotations[CUTOVER_TIME_ANNOTATION] =
+      record.state === SERVICE_STATES.ipv6Only && record.startedAt ? record.startedAt : null;
+    labels[STATE_LABEL] = record.state;
+  }
+  return { metadata: { labels, annotations }, spec: body };
+}

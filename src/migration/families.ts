@@ -1,0 +1,136 @@
+// What a Service is: its shape, its families and addresses, read from plain objects. Pure functions.
+import ipaddr from "ipaddr.js";
+import type { KubeObject } from "../runtime/object.js";
+import { SERVICE_STATES, type FamilyState, type ServiceState, type TargetPhase } from "../api/migrationplan.js";
+
+export type IPFamily = "IPv4" | "IPv6";
+export type IPFamilyPolicy = "SingleStack" | "PreferDualStack" | "RequireDualStack";
+
+export interface ServicePort {
+  name?: string;
+  protocol?: string;
+  port: number;
+  targetPort?: number | string;
+  nodePort?: number;
+  appProtocol?: string;
+}
+
+export interface ServiceSpec {
+  type?: string;
+  selector?: Record<string, string>;
+  clusterIP?: string;
+  clusterIPs?: string[];
+  ipFamilies?: IPFamily[];
+  ipFamilyPolicy?: IPFamilyPolicy;
+  externalName?: string;
+  ports?: ServicePort[];
+  externalTrafficPolicy?: string;
+  internalTrafficPolicy?: string;
+  healthCheckNodePort?: number;
+  allocateLoadBalancerNodePorts?: boolean;
+  loadBalancerClass?: string;
+  loadBalancerSourceRanges?: string[];
+  loadBalancerIP?: string;
+  sessionAffinity?: string;
+  [field: string]: unknown;
+}
+
+/** A Service as the cache holds it: metadata and spec; managedFields trimmed to the fields this operator writes. */
+export interface Service extends KubeObject {
+  spec: ServiceSpec;
+}
+
+export type Shape = "ClusterIP" | "NodePort" | "LoadBalancer" | "Headless" | "ExternalName" | "APIServer";
+
+export function shapeOf(svc: Service): Shape {
+  if (svc.metadata.namespace === "default" && svc.metadata.name === "kubernetes") return "APIServer";
+  if (svc.spec.type === "ExternalName") return "ExternalName";
+  if (svc.spec.clusterIP === "None") return "Headless";
+  if (svc.spec.type === "NodePort" || svc.spec.type === "LoadBalancer") return svc.spec.type;
+  return "ClusterIP";
+}
+
+export function hasSelector(svc: Service): boolean {
+  return Object.keys(svc.spec.selector ?? {}).length > 0;
+}
+
+export function familyState(spec: ServiceSpec): FamilyState {
+  if (spec.type === "ExternalName") return "no-cluster-ip";
+  const families = spec.ipFamilies ?? [];
+  if (families.length === 2) return "dual-stack";
+  if (families[0] === "IPv6") return "ipv6-only";
+  if (families[0] === "IPv4") return "ipv4-only";
+  return "no-cluster-ip";
+}
+
+/** The address of a family among clusterIPs, decided by parsing (never by looking for ':'). */
+export function clusterIPOf(spec: ServiceSpec, family: IPFamily): string | undefined {
+  return (spec.clusterIPs ?? []).find((ip) => ip !== "None" && ipaddr.isValid(ip) && familyOfIP(ip) === family);
+}
+
+export function familyOfIP(ip: string): IPFamily {
+  // Kubernetes (Go's net.IP.To4) counts an IPv4-mapped address (::ffff:a.b.c.d) as IPv4. ipaddr.js also reads
+  // the IPv4-compatible form ::a.b.c.d as mapped, which Go does not, hence the check on the text.
+  const parsed = ipaddr.parse(ip);
+  if (parsed.kind() === "ipv4") return "IPv4";
+  return (parsed as ipaddr.IPv6).isIPv4MappedAddress() && /ffff/i.test(ip) ? "IPv4" : "IPv6";
+}
+
+/** What the plan wants of one Service, from its original spec. */
+export function desiredFamilies(target: TargetPhase, original: ServiceSpec): IPFamily[] {
+  const families = original.ipFamilies ?? [];
+  if (target === "Audit") return families;
+  if (target === "IPv6Only") return ["IPv6"];
+  // DualStack: add IPv6 beside IPv4; a Service already dual-stack or IPv6-only is left as it is.
+  if (families.length === 1 && families[0] === "IPv4") return ["IPv4", "IPv6"];
+  return families;
+}
+
+export function stateOfFamilies(families: readonly IPFamily[]): ServiceState {
+  if (families.length === 2) return SERVICE_STATES.dualStack;
+  return families[0] === "IPv6" ? SERVICE_STATES.ipv6Only : SERVICE_STATES.ipv4Only;
+}
+
+export function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  return JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
+}
+
+/** Reads a JSON annotation the operator wrote; an unreadable one reads as absent (and is rewritten). */
+export function annotationJSON<T>(svc: Service, key: string): T | undefined {
+  const raw = svc.metadata.annotations?.[key];
+  if (!raw) return undefined;
+  try {
+    return JSON.parse(raw) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A merge patch body: null deletes a field. */
+export type MergePatch = Record<string, unknown>;
+
+/** The cache keeps, of managedFields, only the spec fields that tell who changed a family. */
+export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
+  const m = raw.metadata;
+  return {
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      generation: m.generation,
+      creationTimestamp: m.creationTimestamp,
+      labels: m.labels,
+      annotations: m.annotations,
+      managedFields: m.managedFields
+        ?.map((e) => {
+          const spec = e.fieldsV1?.["f:spec"] as Record<string, unknown> | undefined;
+          const kept: Record<string, unknown> = {};
+          for (const f of ["f:ipFamilies", "f:ipFamilyPolicy", "f:clusterIPs", "f:type"]) if (spec?.[f]) kept[f] = {};
+          return { manager: e.manager, operation: e.operation, time: e.time, fieldsV1: { "f:spec": kept } };
+        })
+        .filter((e) => Object.keys(e.fieldsV1["f:spec"]).length > 0),
+    },
+    spec: raw.spec ?? {},
+  };
+}
