@@ -72,6 +72,17 @@ function runtimeOf(manifests: Manifest[]): unknown {
   };
 }
 
+/** The helm commands the README shows (Quick start, Upgrade, Uninstall), as written there, without `helm`. */
+function readmeHelmCommands(): Record<"install" | "upgrade" | "uninstall", string[]> {
+  const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+  const command = (verb: string) => {
+    const line = new RegExp(`(?:^|\`)helm ${verb} ([^\`\n]+)`, "m").exec(readme)?.[1];
+    assert.ok(line, `the README shows helm ${verb}`);
+    return [verb, ...line.trim().split(/\s+/)];
+  };
+  return { install: command("install"), upgrade: command("upgrade"), uninstall: command("uninstall") };
+}
+
 describe("Helm chart charts/ipv6-migration-operator", function () {
   const env = useControlPlane({ families: "dual" });
   let helm: (args: string[], input?: string) => Promise<CommandResult>;
@@ -248,50 +259,41 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
     );
   });
 
-  it("installs, upgrades and uninstalls as the README says; the CRD and the plans outlive the release", async () => {
+  it("installs, upgrades and uninstalls with the README's helm commands; the CRD and the plans outlive the release", async () => {
     const kubeconfig = `--kubeconfig=${env.cp.kubeconfigPath}`;
+    const readme = readmeHelmCommands();
     const deployment = async () =>
       JSON.parse(
-        (await kubectl(["get", "deployment", "-n", "helm-system", `${RELEASE}-controller-manager`, "-o", "json"]))
-          .stdout,
+        (await kubectl(["get", "deployment", "-n", SYSTEM_NS, `${RELEASE}-controller-manager`, "-o", "json"])).stdout,
       ) as DeploymentManifest;
-    succeeded(
-      await helm(["install", RELEASE, CHART, "--namespace", "helm-system", "--create-namespace", kubeconfig]),
-      "helm install",
-    );
+    succeeded(await helm([...readme.install, kubeconfig]), readme.install.join(" "));
     await kubectl(["wait", "--for=condition=Established", `crd/${CRD}`, "--timeout=60s"]);
-    assert.equal((await deployment()).spec.replicas, 2);
+    const installed = await deployment();
+    assert.equal(installed.spec.replicas, 2);
+    assert.equal(
+      installed.spec.template.spec.containers[0]?.image,
+      `${await makeVariable("IMAGE_REPO")}:${PACKAGE.version}`,
+    );
     await createPlan(env.client, "kept", { targetPhase: "Audit" });
 
-    succeeded(
-      await helm([
-        "upgrade",
-        RELEASE,
-        CHART,
-        "--namespace",
-        "helm-system",
-        "--reuse-values",
-        "--set",
-        "image.tag=0.1.1",
-        "--set",
-        "replicaCount=3",
-        kubeconfig,
-      ]),
-      "helm upgrade",
-    );
+    succeeded(await helm([...readme.upgrade, kubeconfig]), readme.upgrade.join(" "));
+    const tag = readme.upgrade.find((a) => a.startsWith("image.tag="))?.split("=")[1] ?? "";
+    assert.ok(tag);
     const upgraded = await deployment();
-    assert.equal(upgraded.spec.replicas, 3);
-    assert.match(upgraded.spec.template.spec.containers[0]?.image ?? "", /:0\.1\.1$/);
+    assert.equal(upgraded.spec.template.spec.containers[0]?.image, `${await makeVariable("IMAGE_REPO")}:${tag}`);
+    assert.equal(upgraded.spec.replicas, 2, "--reuse-values kept the rest");
 
-    succeeded(await helm(["uninstall", RELEASE, "--namespace", "helm-system", kubeconfig]), "helm uninstall");
+    succeeded(await helm([...readme.uninstall, kubeconfig]), readme.uninstall.join(" "));
     await eventually(
       async () =>
-        (await env.cp.kubectl(["get", "deployment", "-n", "helm-system", `${RELEASE}-controller-manager`])).code !== 0
+        (await env.cp.kubectl(["get", "deployment", "-n", SYSTEM_NS, `${RELEASE}-controller-manager`])).code !== 0
           ? true
           : undefined,
       "the Deployment to be gone",
     );
-    await kubectl(["get", "crd", CRD]);
+    // crds.keep: the CRD, and so the plans, stay until deleted by hand, last.
     await kubectl(["get", "migrationplan", "kept"]);
+    await kubectl(["delete", "migrationplans", "--all", "--wait"]);
+    await kubectl(["delete", "crd", CRD]);
   });
 });
