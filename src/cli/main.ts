@@ -127,7 +127,8 @@ async function auditCommand(flags: ParsedFlags): Promise<number> {
     excludeNamespaces: flags.list("exclude-namespace"),
     selector: flags.string("selector"),
   });
-  console.log(formatAudit(report, output));
+  // Written to the end before the exit: process.exit() would cut a large report short on a pipe.
+  await new Promise<void>((resolve) => process.stdout.write(`${formatAudit(report, output)}\n`, () => resolve()));
   return report.summary.ipv4Only > 0 ? EXIT_IPV4_ONLY_REMAIN : 0;
 }
 

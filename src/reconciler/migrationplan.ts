@@ -47,6 +47,7 @@ import { preflightStatus, type Finding } from "../migration/preflight.js";
 import {
   afterWrites,
   planRollout,
+  STALL_RETRY_MS,
   type BatchOutcome,
   type RolloutStep,
   type Stall,
@@ -98,7 +99,7 @@ export class MigrationPlanReconciler implements Reconciler {
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
   private probed: { at: number; capability: Capability } | undefined;
-  private readonly scans = new Map<string, { generation: number; at: number; findings: Finding[] }>();
+  private readonly scans = new Map<string, { generation: number; at: number; findings: Finding[]; stale?: boolean }>();
 
   constructor(options: MigrationPlanReconcilerOptions) {
     this.client = options.client;
@@ -124,6 +125,21 @@ export class MigrationPlanReconciler implements Reconciler {
 
   allPlans(): string[] {
     return this.caches.plans.store.keys();
+  }
+
+  /**
+   * A Pod or ConfigMap named by a finding of a plan's last scan ("ConfigMap/ns/name") changed or went away: that
+   * plan scans again at its next reconcile, so a fixed finding clears within seconds, not at the preflight
+   * interval. Returns the plans to reconcile.
+   */
+  scannedObjectChanged(object: string): string[] {
+    const plans: string[] = [];
+    for (const [name, scan] of this.scans) {
+      if (!scan.findings.some((f) => f.object === object)) continue;
+      scan.stale = true;
+      plans.push(name);
+    }
+    return plans;
   }
 
   async reconcile(name: string, signal: AbortSignal = new AbortController().signal): Promise<ReconcileResult> {
@@ -221,6 +237,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const lastBatch = Date.parse(plan.status?.currentBatch?.finishedAt ?? "") || 0;
     const due =
       !last ||
+      last.stale === true ||
       last.generation !== generation ||
       now - last.at >= this.preflightIntervalMs ||
       (plan.spec.targetPhase === "IPv6Only" && lastBatch >= last.at);
@@ -428,19 +445,31 @@ export class MigrationPlanReconciler implements Reconciler {
    */
   private async setFinalizer(plan: MigrationPlan, present: boolean): Promise<ReconcileResult> {
     const others = (plan.metadata.finalizers ?? []).filter((f) => f !== PLAN_FINALIZER);
-    const updated = await this.client.patch<MigrationPlan>(
-      MIGRATION_PLANS,
-      undefined,
-      plan.metadata.name,
-      {
-        metadata: {
-          resourceVersion: plan.metadata.resourceVersion,
-          finalizers: present ? [...others, PLAN_FINALIZER] : others,
+    let updated: MigrationPlan;
+    try {
+      updated = await this.client.patch<MigrationPlan>(
+        MIGRATION_PLANS,
+        undefined,
+        plan.metadata.name,
+        {
+          metadata: {
+            resourceVersion: plan.metadata.resourceVersion,
+            finalizers: present ? [...others, PLAN_FINALIZER] : others,
+          },
         },
-      },
-      "merge",
-      { fieldManager: FIELD_MANAGER },
-    );
+        "merge",
+        { fieldManager: FIELD_MANAGER },
+      );
+    } catch (err) {
+      if (!isForbidden(err)) throw err;
+      // Without its finalizer a plan can't promise what its deletionPolicy says: stall, naming the refused call.
+      const e = err as ApiError;
+      const stalled = {
+        reason: REASONS.forbidden,
+        message: `${e.verb} ${e.path} was forbidden: ${e.status.message ?? ""}`,
+      };
+      return this.writeStatus(plan, emptyTally(), { stalled }, STALL_RETRY_MS);
+    }
     if (present)
       this.planWrites.wrote(plan.metadata.name, plan.metadata.resourceVersion, updated.metadata.resourceVersion);
     else

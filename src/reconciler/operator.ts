@@ -2,7 +2,7 @@
 import { type KubeClient, isNotFound } from "../runtime/client.js";
 import { realClock } from "../runtime/clock.js";
 import { WriteExpectations } from "../runtime/expectations.js";
-import { keyOf } from "../runtime/object.js";
+import { keyOf, type KubeObject } from "../runtime/object.js";
 import { Controller } from "../runtime/controller.js";
 import { EventRecorder } from "../runtime/events.js";
 import type { Logger } from "../runtime/log.js";
@@ -91,6 +91,15 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     const key = sliceServiceKey(slice);
     const svc = key ? services.store.get(key) : undefined;
     return svc ? reconciler.plansFor(svc) : [];
+  });
+  // A Pod's env and args never change, so only its deletion can fix a finding; a ConfigMap's data can change.
+  const rescan = (kind: string, obj: KubeObject) => {
+    for (const plan of reconciler.scannedObjectChanged(`${kind}/${keyOf(obj)}`)) controller.queue.add(plan);
+  };
+  manager.addInformer(caches.podMetadata).addEventHandler({ onDelete: (pod) => rescan("Pod", pod) });
+  manager.addInformer(caches.configMapMetadata).addEventHandler({
+    onUpdate: (_old, cm) => rescan("ConfigMap", cm),
+    onDelete: (cm) => rescan("ConfigMap", cm),
   });
   manager.addController(controller);
 

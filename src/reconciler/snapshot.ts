@@ -17,8 +17,10 @@ import { trimService, type Service } from "../migration/families.js";
 import type { ClusterSnapshot, EndpointSummary } from "../migration/snapshot.js";
 import { capabilityFromRanges, probeIPv6ServiceRange, servesServiceCIDRs, type Capability } from "./precondition.js";
 import {
+  CONFIGMAPS,
   NETWORK_POLICIES,
   NODES,
+  PODS,
   trimNetworkPolicy,
   trimNode,
   type NetworkPolicyObject,
@@ -47,6 +49,12 @@ export interface Caches {
   serviceCIDRs?: Informer<ServiceCIDR>;
   nodes: Informer<NodeObject>;
   networkPolicies: Informer<NetworkPolicyObject>;
+  /**
+   * Pods and ConfigMaps, metadata only (PartialObjectMetadata, trimmed to name and version): their contents are
+   * scanned with paginated LISTs, never cached; these tell when an object a finding names changes or goes.
+   */
+  podMetadata: Informer<KubeObject>;
+  configMapMetadata: Informer<KubeObject>;
 }
 
 /** The Service an EndpointSlice belongs to, as "namespace/name". */
@@ -74,6 +82,14 @@ export function trimEndpointSlice(raw: KubeObject): EndpointSlice {
     nodeNames: [...new Set(ready.map((e) => e.nodeName).filter((n): n is string => !!n))],
   };
 }
+
+const trimToName = (raw: KubeObject): KubeObject => ({
+  metadata: {
+    name: raw.metadata.name,
+    namespace: raw.metadata.namespace,
+    resourceVersion: raw.metadata.resourceVersion,
+  },
+});
 
 const trimNamespace = (raw: KubeObject): Namespace => ({
   metadata: { name: raw.metadata.name, resourceVersion: raw.metadata.resourceVersion, labels: raw.metadata.labels },
@@ -109,6 +125,8 @@ export async function buildCaches(client: KubeClient, logger: Logger): Promise<C
       logger,
       transform: trimNetworkPolicy,
     }),
+    podMetadata: new Informer(client, PODS, { logger, metadataOnly: true, transform: trimToName }),
+    configMapMetadata: new Informer(client, CONFIGMAPS, { logger, metadataOnly: true, transform: trimToName }),
   };
 }
 

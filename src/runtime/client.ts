@@ -95,6 +95,20 @@ export const isGone = (err: unknown): boolean => err instanceof ApiError && err.
 export const isForbidden = (err: unknown): boolean => err instanceof ApiError && err.code === 403;
 export const isInvalid = (err: unknown): boolean => err instanceof ApiError && err.code === 422;
 
+/**
+ * Whether an error says the server could not be reached or could not serve (a connection refused or reset, a
+ * timeout, a 5xx), as opposed to an answer about the request itself.
+ */
+export function isUnavailable(err: unknown): boolean {
+  if (err instanceof ApiError) return err.code >= 500 || err.code === 0;
+  const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
+  return (
+    (err instanceof TypeError && err.message === "fetch failed") ||
+    (err instanceof DOMException && err.name === "TimeoutError") ||
+    /^(ECONN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|UND_ERR)/.test(cause?.code ?? "")
+  );
+}
+
 export type PatchType = "merge" | "json" | "strategic" | "apply";
 const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
   merge: "application/merge-patch+json",
@@ -111,8 +125,22 @@ export interface WriteOptions {
   force?: boolean;
 }
 
+export interface RequestOptions {
+  query?: Query;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+  /** The Accept header, e.g. to ask for PartialObjectMetadata; JSON objects by default. */
+  accept?: string;
+}
+
+/** Metadata only, as client-go's metadata informers ask for it (objects trimmed by the server). */
+export const ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+export const ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
 export interface ListPage<T> {
   metadata: { resourceVersion: string; continue?: string };
+  /** Absent from an empty PartialObjectMetadataList, whatever the type says: read it with `?? []`. */
   items: T[];
 }
 
@@ -196,7 +224,7 @@ export class KubeClient {
   async request<T>(
     method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
     path: string,
-    options: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal } = {},
+    options: RequestOptions = {},
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -214,7 +242,7 @@ export class KubeClient {
   private async requestOnce<T>(
     method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
     path: string,
-    options: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal },
+    options: RequestOptions,
   ): Promise<T> {
     const url = new URL(this.server + path);
     for (const [key, value] of Object.entries(options.query ?? {})) {
@@ -223,7 +251,7 @@ export class KubeClient {
     const ctx = new RequestContext(url.toString(), method);
     await this.kubeConfig.applySecurityAuthentication(ctx);
     const headers = ctx.getHeaders();
-    headers["accept"] = "application/json";
+    headers["accept"] = options.accept ?? "application/json";
     headers["user-agent"] = this.userAgent;
     let body: string | undefined;
     if (options.body !== undefined) {
@@ -275,8 +303,13 @@ export class KubeClient {
     return this.request<T>("GET", resourcePath(type, namespace, name));
   }
 
-  list<T>(type: ResourceType, namespace: string | undefined, query: Query = {}): Promise<ListPage<T>> {
-    return this.request<ListPage<T>>("GET", resourcePath(type, namespace), { query });
+  list<T>(
+    type: ResourceType,
+    namespace: string | undefined,
+    query: Query = {},
+    options: { accept?: string } = {},
+  ): Promise<ListPage<T>> {
+    return this.request<ListPage<T>>("GET", resourcePath(type, namespace), { query, ...options });
   }
 
   /** A LIST across every page, for callers that need them all at once (the reflector pages by itself). */
@@ -286,7 +319,7 @@ export class KubeClient {
     let resourceVersion: string;
     do {
       const page = await this.list<T>(type, namespace, { ...query, limit, continue: continueToken });
-      items.push(...page.items);
+      items.push(...(page.items ?? []));
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);

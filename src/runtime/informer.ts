@@ -5,8 +5,17 @@
 // client-node's model objects. Watch hands over each event as the plain JSON object the server sent, takes any
 // query parameter, and reports every end of the stream through one callback; its 30 s inactivity timer also
 // catches a dead connection, which is cheap here because the loop below resumes from the last resourceVersion.
-import { Watch } from "@kubernetes/client-node";
-import { ApiError, isGone, type KubeClient, type ListPage, type ResourceType, resourcePath } from "./client.js";
+import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import {
+  ACCEPT_METADATA,
+  ACCEPT_METADATA_LIST,
+  ApiError,
+  isGone,
+  type KubeClient,
+  type ListPage,
+  type ResourceType,
+  resourcePath,
+} from "./client.js";
 import { realClock, type Clock } from "./clock.js";
 import { errorMessage, silentLogger, type Logger } from "./log.js";
 import { keyOf, type KubeObject } from "./object.js";
@@ -116,6 +125,8 @@ export interface InformerOptions<T extends KubeObject> {
   logger?: Logger;
   /** Called with "list" or "watch" for every request the reflector makes. */
   onRequest?: (verb: "list" | "watch") => void;
+  /** Ask the server for PartialObjectMetadata: objects whose size doesn't matter, only their existence. */
+  metadataOnly?: boolean;
 }
 
 /** Told when a list or watch fails (other than an expired resourceVersion), e.g. to watch for the server's return. */
@@ -282,11 +293,12 @@ export class Informer<T extends KubeObject = KubeObject> {
     do {
       let page: ListPage<KubeObject>;
       try {
-        page = await this.client.list<KubeObject>(this.type, this.options.namespace, {
-          ...this.query(),
-          limit: this.options.pageSize ?? 500,
-          continue: continueToken,
-        });
+        page = await this.client.list<KubeObject>(
+          this.type,
+          this.options.namespace,
+          { ...this.query(), limit: this.options.pageSize ?? 500, continue: continueToken },
+          this.options.metadataOnly ? { accept: ACCEPT_METADATA_LIST } : {},
+        );
       } catch (err) {
         // An expired continue token: the whole LIST starts over (client-go does the same).
         if (continueToken && isGone(err)) {
@@ -297,7 +309,8 @@ export class Informer<T extends KubeObject = KubeObject> {
         throw err;
       }
       this.stats.listPages++;
-      for (const raw of page.items) items.push(this.trim(raw));
+      // A PartialObjectMetadataList with no objects has no items at all.
+      for (const raw of page.items ?? []) items.push(this.trim(raw));
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);
@@ -358,7 +371,9 @@ export class Informer<T extends KubeObject = KubeObject> {
         }
         resolve(); // a normal close: resume from the last resourceVersion
       };
-      new Watch(this.client.kubeConfig)
+      new Watch(
+        this.options.metadataOnly ? withAccept(this.client.kubeConfig, ACCEPT_METADATA) : this.client.kubeConfig,
+      )
         .watch(
           path,
           { ...this.query(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
@@ -426,4 +441,17 @@ function asError(err: unknown): Error {
 
 function isAbort(err: unknown): boolean {
   return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
+}
+
+/**
+ * client-node's Watch takes no headers; it asks the KubeConfig to authenticate each request, which is where the
+ * Accept header for metadata-only watches goes in. The original stays the prototype, so everything else is its.
+ */
+function withAccept(kubeConfig: KubeConfig, accept: string): KubeConfig {
+  const config = Object.create(kubeConfig) as KubeConfig;
+  config.applySecurityAuthentication = async (context) => {
+    await kubeConfig.applySecurityAuthentication(context);
+    context.setHeaderParam("Accept", accept);
+  };
+  return config;
 }

@@ -3,7 +3,7 @@
 // served, and SIGTERM/SIGINT stop taking work, finish in-flight reconciles within a bound and release the lease.
 import http from "node:http";
 import os from "node:os";
-import type { KubeClient } from "./client.js";
+import { isUnavailable, type KubeClient } from "./client.js";
 import type { Controller } from "./controller.js";
 import type { Informer } from "./informer.js";
 import { LeaderElector } from "./leaderelection.js";
@@ -12,6 +12,7 @@ import { Metrics } from "./metrics.js";
 import type { KubeObject } from "./object.js";
 
 const SERVER_PROBE_INTERVAL_MS = 1000;
+const SERVER_RETRY_ROUND_MIN_MS = 10_000;
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -36,6 +37,7 @@ export class Manager {
   private elector: LeaderElector | undefined;
   private stopping: Promise<void> | undefined;
   private probing: Promise<void> | undefined;
+  private lastRetryRound = 0;
   private stopped!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.stopped = resolve));
   /** Set when leadership was lost: the process must exit non-zero, as controller-runtime does. */
@@ -56,7 +58,9 @@ export class Manager {
 
   addInformer<T extends KubeObject>(informer: Informer<T>): Informer<T> {
     this.informers.push(informer as unknown as Informer<KubeObject>);
-    informer.onFailure(() => this.watchForServer());
+    informer.onFailure((err) => {
+      if (isUnavailable(err)) this.watchForServer();
+    });
     return informer;
   }
 
@@ -67,7 +71,8 @@ export class Manager {
    * reflector's up to a minute, the workqueue's far longer).
    */
   private watchForServer(): void {
-    if (this.probing || this.stopping) return;
+    // At most one round of retries per interval: a failure the server's return can't cure must not spin.
+    if (this.probing || this.stopping || Date.now() - this.lastRetryRound < SERVER_RETRY_ROUND_MIN_MS) return;
     this.probing = (async () => {
       for (let attempt = 0; !this.stopping; attempt++) {
         try {
@@ -79,6 +84,7 @@ export class Manager {
       }
       this.probing = undefined;
       if (this.stopping) return;
+      this.lastRetryRound = Date.now();
       this.log.info("the API server answers: retrying lists, watches and failed reconciles now");
       for (const informer of this.informers) informer.retryNow();
       for (const controller of this.controllers) controller.retryNow();

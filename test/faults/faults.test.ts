@@ -7,5 +7,6 @@ faultScenario({
   namespaces: 3,
   randomKills: 100,
   hookKills: "all",
+  failovers: 20,
   apiServerRestarts: 2,
 });

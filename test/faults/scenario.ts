@@ -58,6 +58,8 @@ export interface FaultScenarioOptions {
   hookKills: "each" | "all";
   /** kube-apiserver restarts mid-rollout, alternately on the way to IPv6Only and on the way back. */
   apiServerRestarts: number;
+  /** Two replicas with leader election: the leader SIGKILLed mid-rollout this many times, a new standby started each time. */
+  failovers: number;
 }
 
 const SA: ServiceAccountRef = {
@@ -192,11 +194,24 @@ class FaultOperator {
   readonly ready: Promise<void>;
   private onReady: () => void = () => undefined;
 
-  constructor(kubeconfig: string, hook = "") {
+  /** Resolves when this replica wins the leader election (with --leader-elect). */
+  readonly leading: Promise<void>;
+  private onLeading: () => void = () => undefined;
+  isLeader = false;
+
+  constructor(kubeconfig: string, hook = "", flags: string[] = []) {
     // With a hook, the same operator with the kill seam injected (test/fixtures/fault-operator.ts).
     const args = hook
       ? [FAULT_OPERATOR, kubeconfig, hook]
-      : [CLI, "operator", `--kubeconfig=${kubeconfig}`, "--metrics-bind-address=0", "--health-probe-bind-address=0"];
+      : [
+          CLI,
+          "operator",
+          `--kubeconfig=${kubeconfig}`,
+          "--metrics-bind-address=0",
+          "--health-probe-bind-address=0",
+          ...flags,
+        ];
+    this.leading = new Promise((resolve) => (this.onLeading = resolve));
     const child = spawn(process.execPath, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, LOG_FORMAT: "json" },
@@ -209,6 +224,10 @@ class FaultOperator {
       if (file) appendFileSync(file, d);
       this.output = (this.output + d).slice(-20_000);
       if (d.includes("caches synced")) this.onReady();
+      if (d.includes("became leader")) {
+        this.isLeader = true;
+        this.onLeading();
+      }
     };
     child.stdout?.setEncoding("utf8").on("data", keep);
     child.stderr?.setEncoding("utf8").on("data", keep);
@@ -340,6 +359,9 @@ interface Counts {
   /** SIGKILLs of an operator that had nothing left to do at its hook step, or that ended a clean run. */
   otherKills: number;
   apiServerRestarts: number;
+  /** Leaders SIGKILLed with a standby running, and of those, the ones killed while writing Services. */
+  failovers: number;
+  failoversMidWrite: number;
   badInputs: number;
   lost: number;
   /** Services back at Audit with new addresses, because the API server refused theirs (no Service held them). */
@@ -355,6 +377,8 @@ function emptyCounts(): Counts {
     hookKills: Object.fromEntries(HOOK_STEPS.map((s) => [s, 0])) as Record<HookStep, number>,
     otherKills: 0,
     apiServerRestarts: 0,
+    failovers: 0,
+    failoversMidWrite: 0,
     badInputs: 0,
     lost: 0,
     addressesNotKept: 0,
@@ -770,6 +794,7 @@ export function faultScenario(options: FaultScenarioOptions): void {
         `    [faults] ${this.currentTest?.title ?? ""}: kills ${kills} (random ${randomKills}, ${counts.randomKillsMidWrite - atStart.randomKillsMidWrite} of them mid-rollout; ` +
           `hook ${hooked}: ${hook}; other ${counts.otherKills - atStart.otherKills}), ` +
           `apiserver restarts ${counts.apiServerRestarts - atStart.apiServerRestarts}, ` +
+          `leader failovers ${counts.failovers - atStart.failovers} (${counts.failoversMidWrite - atStart.failoversMidWrite} mid-write), ` +
           `409 conflicts ${conflicts() - conflictsBefore}, bad inputs ${counts.badInputs - atStart.badInputs}, ` +
           `Services lost ${counts.lost - atStart.lost}, ` +
           `Services whose addresses the API server did not give back ${counts.addressesNotKept - atStart.addressesNotKept}, ${Math.round((Date.now() - startedAt) / 100) / 10}s`,
@@ -891,6 +916,53 @@ export function faultScenario(options: FaultScenarioOptions): void {
         await setTarget(next);
         await cleanRun(next);
       }
+    });
+
+    it(`survives ${options.failovers} leader failovers mid-rollout: two replicas, the leader SIGKILLed, the standby finishes`, async function () {
+      this.timeout(120_000 + options.failovers * 60_000);
+      // Small batches, so that every failover finds a rollout under way; the lease is controller-runtime's
+      // (15 s), so each failover takes the standby that long.
+      await setPlan({ rollout: { batchSize: 2, pauseBetweenBatches: "0s" } });
+      const flags = ["--leader-elect", `--leader-election-namespace=${SA.namespace}`];
+      const replicas = [new FaultOperator(kubeconfig, "", flags), new FaultOperator(kubeconfig, "", flags)];
+      let target: Direction = "IPv6Only";
+      await setTarget(target);
+      let flips = 0;
+      try {
+        for (let k = 1; k <= options.failovers; k++) {
+          await Promise.race([...replicas.map((r) => r.leading), sleep(60_000)]);
+          const leader = replicas.find((r) => r.isLeader);
+          assert.ok(leader, `a replica leads before failover ${k}:\n${replicas.map((r) => r.tail(5)).join("\n--\n")}`);
+          // Into its writes: a random instant after it took over (the standby's caches are warm already).
+          await sleep(random() * 1500);
+          const from = leader.startedAt;
+          await leader.kill();
+          counts.failovers++;
+          const writes = serviceWrites(operatorAudit()).map((e) => Date.parse(e.requestReceivedTimestamp ?? ""));
+          if (writes.some((t) => t >= from && t <= Date.now())) counts.failoversMidWrite++;
+          replicas.splice(replicas.indexOf(leader), 1, new FaultOperator(kubeconfig, "", flags));
+          const now = await checkInvariant(`failover ${k}`);
+          if (allMismatches(now, target).length === 0) {
+            if (target === "Audit") await acceptRefusedAddresses();
+            target = other(target);
+            flips++;
+            await setTarget(target);
+          }
+        }
+        // The replicas left finish whichever way the plan points now.
+        operator = replicas.find((r) => r.isLeader) ?? replicas[0];
+        await converge(target, 180_000);
+      } finally {
+        for (const r of replicas) await r.kill();
+        operator = undefined;
+      }
+      console.log(`    [faults] the target turned round ${flips} times during ${options.failovers} failovers`);
+      await checkInvariant("after the failovers");
+      if (target !== "Audit") {
+        await setTarget("Audit");
+        await cleanRun("Audit");
+      }
+      await setPlan({ rollout: { batchSize: 10, pauseBetweenBatches: "0s" } });
     });
 
     it("survives a SIGKILL at every step of a write, towards IPv6Only and rolling back to Audit", async function () {
@@ -1155,7 +1227,8 @@ export function faultScenario(options: FaultScenarioOptions): void {
       console.log(
         `    [faults] total: ${counts.randomKills + hooked + counts.otherKills} SIGKILLs (${counts.randomKills} random, ` +
           `${counts.randomKillsMidWrite} of them mid-rollout; ${hooked} at hook steps; ${counts.otherKills} other), ` +
-          `${counts.apiServerRestarts} apiserver restarts, ${conflicts(events)} 409 conflicts of the operator, ` +
+          `${counts.apiServerRestarts} apiserver restarts, ${counts.failovers} leader failovers (${counts.failoversMidWrite} mid-write), ` +
+          `${conflicts(events)} 409 conflicts of the operator, ` +
           `${counts.badInputs} bad inputs, ${members.length} Services, ${counts.lost} lost, ` +
           `${counts.addressesNotKept} whose addresses the API server did not give back (${counts.addressesRepaired} of them re-allocated by its repair loop)${addressChanges.length ? `: ${addressChanges.join(", ")}` : ""}; seed ${seed}`,
       );

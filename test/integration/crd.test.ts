@@ -26,6 +26,7 @@ describe("MigrationPlan admission", function () {
     assert.deepEqual(plan.spec, {
       targetPhase: "Audit",
       suspend: false,
+      deletionPolicy: "Orphan",
     });
   });
 });

@@ -664,8 +664,8 @@ describe("migration engine: plan behaviours", function () {
         { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
         { apiGroups: ["networking.k8s.io"], resources: ["servicecidrs", "networkpolicies"], verbs: ["list", "watch"] },
         { apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] },
-        { apiGroups: [""], resources: ["pods", "configmaps"], verbs: ["list"] },
-        { apiGroups: ["ipv6migration.io"], resources: ["migrationplans"], verbs: ["get", "list", "watch"] },
+        { apiGroups: [""], resources: ["pods", "configmaps"], verbs: ["list", "watch"] },
+        { apiGroups: ["ipv6migration.io"], resources: ["migrationplans"], verbs: ["get", "list", "watch", "patch"] },
         { apiGroups: ["ipv6migration.io"], resources: ["migrationplans/status"], verbs: ["patch"] },
       ],
     });

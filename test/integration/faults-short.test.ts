@@ -7,5 +7,6 @@ faultScenario({
   namespaces: 2,
   randomKills: 10,
   hookKills: "each",
+  failovers: 2,
   apiServerRestarts: 1,
 });

@@ -11,7 +11,7 @@ import { findCondition } from "../../src/runtime/object.js";
 import { NETWORK_POLICIES, NODES } from "../../src/reconciler/preflight.js";
 import { CONFIGMAPS_FOR_TESTS } from "../fixtures/resources.js";
 import { createIPv6Slice, createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
-import { CLI, OperatorProcess, createPlan, getPlan, installCRD } from "../operator.js";
+import { CLI, OperatorProcess, createPlan, getPlan, installCRD, waitForCondition } from "../operator.js";
 import type { AuditReport } from "../../src/cli/audit.js";
 
 const NS = "pf";
@@ -253,6 +253,70 @@ describe("preflight on a dual-stack cluster", function () {
       assert.ok(!objects.includes(gone), `${gone} is gone`);
     }
     assert.equal(findCondition(plan.status?.conditions, "PreflightPassed")?.status, "True");
+  });
+});
+
+describe("preflight: a fixed Pod or ConfigMap finding clears through the watches", function () {
+  const env = useControlPlane({ families: "dual", users: [OPERATOR_USER] });
+  let operator: OperatorProcess | undefined;
+  const familiesOf = async (name: string) =>
+    (await env.client.get<Service>(SERVICES, NS, name)).spec.ipFamilies?.join(",");
+
+  after(async () => {
+    await operator?.stop("SIGKILL");
+  });
+
+  it("long before the preflight interval, and with no other change to wake the plan", async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, NS);
+    const ip = new Map<string, string>();
+    for (const name of ["by-pod", "by-configmap"]) {
+      const svc = (await createService(env.client, NS, {
+        metadata: { name },
+        spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] },
+      })) as Service;
+      ip.set(name, svc.spec.clusterIP ?? "");
+      await createIPv6Slice(env.client, NS, name, name === "by-pod" ? "fd00:3::1" : "fd00:3::2");
+    }
+    await env.client.create(PODS, NS, pod("client", { UPSTREAM: ip.get("by-pod")! }));
+    await env.client.create(CONFIGMAPS_FOR_TESTS, NS, {
+      metadata: { name: "settings" },
+      data: { upstream: `http://${ip.get("by-configmap")!}:80` },
+    });
+    // Both Services are blocked, so no batch ever runs (a batch would rescan): after the first scan, only the
+    // metadata watches can tell the operator that a finding was fixed before this interval.
+    operator = new OperatorProcess(env.cp, OPERATOR_USER.name, {}, ["--preflight-interval=1h"]).start();
+    await createPlan(env.client, "watched", {
+      targetPhase: "IPv6Only",
+      selector: { namespaces: [NS] },
+      rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
+    });
+    const blocked = await eventually(async () => {
+      const plan = await getPlan(env.client, "watched");
+      return plan.status?.summary?.blocked === 2 ? plan : undefined;
+    }, "both Services to be blocked by their findings");
+    assert.deepEqual(
+      (blocked.status?.problems ?? []).map((p) => `${p.name}: ${p.reason}`),
+      ["by-configmap: PreflightHardcodedClusterIP", "by-pod: PreflightHardcodedClusterIP"],
+    );
+
+    await env.client.patch(
+      CONFIGMAPS_FOR_TESTS,
+      NS,
+      "settings",
+      { data: { upstream: "http://by-configmap.pf.svc" } },
+      "merge",
+    );
+    await eventually(
+      async () => ((await familiesOf("by-configmap")) === "IPv6" ? true : undefined),
+      "by-configmap to move",
+    );
+    assert.equal(await familiesOf("by-pod"), "IPv4", "the Pod still holds by-pod's address");
+
+    await env.client.delete(PODS, NS, "client");
+    await eventually(async () => ((await familiesOf("by-pod")) === "IPv6" ? true : undefined), "by-pod to move");
+    const done = await waitForCondition(env.client, "watched", "IPv6OnlyComplete");
+    assert.equal(done.metadata.generation, 1, "the plan was never edited");
   });
 });
 
