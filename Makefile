@@ -33,7 +33,7 @@ OPERATOR_DEPLOYMENT := ipv6-migration-operator-controller-manager
 UNDEPLOY_WAIT ?= true
 UNDEPLOY_TIMEOUT ?= 10m
 
-.PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench docker-build deploy undeploy docs node clean
+.PHONY: build lint fmt test test-unit test-integration test-faults testenv demo run bench bench-dataplane docker-build deploy undeploy docs node clean
 .PHONY: build-installer docker-push docker-buildx kubectl-plugin
 
 node: $(NODE_BIN)
@@ -60,6 +60,7 @@ fmt: node_modules/.installed
 
 testenv:
 	@testenv/build.sh >/dev/null
+	@testenv/build.sh --dataplane >/dev/null
 
 test: build lint testenv
 	node dist/test/run.js
@@ -77,6 +78,10 @@ test-faults: build testenv
 
 bench: build testenv
 	node dist/bench/run.js
+
+# Traffic through a whole plan on a real data plane (kube-proxy + CoreDNS in a network namespace; needs root).
+bench-dataplane: build testenv
+	node dist/bench/dataplane.js
 
 demo: build testenv
 	node dist/src/cli/main.js demo $(DEMO_ARGS)

@@ -42,6 +42,7 @@ import {
   type RequestCounts,
   type ServiceRef,
 } from "./lib.js";
+import { keepMarked } from "./dataplane-report.js";
 import { renderReadme, renderSvg } from "./report.js";
 import type { AuditPoint, Machine, Results, RolloutRep } from "./results.js";
 
@@ -60,6 +61,8 @@ const OPERATOR_CONCURRENCY = 8;
 const SETTLE_MS = 3000;
 const OPERATOR_USER = "operator";
 const BENCH_DIR = path.join(repoRoot, "bench");
+/** Its data-plane section is bench/dataplane.ts's, and kept as it is. */
+const README = path.join(BENCH_DIR, "README.md");
 
 const started = performance.now();
 function log(message: string): void {
@@ -565,7 +568,7 @@ async function main(): Promise<void> {
   // Microsecond digits of a millisecond timing are noise; three decimals keep ratios and per-Service counts.
   const rounded = (_key: string, v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? round(v, 3) : v);
   writeFileSync(path.join(BENCH_DIR, "results.json"), JSON.stringify(results, rounded, 2) + "\n");
-  writeFileSync(path.join(BENCH_DIR, "README.md"), renderReadme(results));
+  writeFileSync(README, keepMarked(renderReadme(results), README));
   writeFileSync(path.join(BENCH_DIR, "audit-scaling.svg"), renderSvg(results));
   log(
     `done in ${results.durationS} s: audit ratio ${points.map((p) => `${p.services}: ${p.ratio.toFixed(2)}`).join(", ")}; rollout ratio ${results.rollout.ratio.toFixed(2)}; memory ratio ${results.memory.ratio.toFixed(2)}`,
@@ -575,7 +578,7 @@ async function main(): Promise<void> {
 /** `--report`: README and chart again from results.json, e.g. after a change to their layout. */
 function reportOnly(): void {
   const results = JSON.parse(readFileSync(path.join(BENCH_DIR, "results.json"), "utf8")) as Results;
-  writeFileSync(path.join(BENCH_DIR, "README.md"), renderReadme(results));
+  writeFileSync(README, keepMarked(renderReadme(results), README));
   writeFileSync(path.join(BENCH_DIR, "audit-scaling.svg"), renderSvg(results));
 }
 

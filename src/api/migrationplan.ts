@@ -78,6 +78,9 @@ export const OPERATOR_ANNOTATIONS = [
  */
 export const PLAN_FINALIZER = `${GROUP}/finalizer`;
 
+/** The recommended label naming the tool that manages an object (here, the operator's own pacer Service). */
+export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+
 /** The EndpointSlice label naming its Service (discovery.k8s.io). */
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 

@@ -65,6 +65,7 @@ import {
 } from "../migration/snapshot.js";
 import type { Capability } from "./precondition.js";
 import { scanPreflight } from "./preflight.js";
+import type { KubeProxyPacer } from "./pacer.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 import { ipv6ServiceRange, snapshotFromCaches, type Caches } from "./snapshot.js";
 
@@ -85,6 +86,8 @@ export interface MigrationPlanReconcilerOptions {
   preflightIntervalMs?: number;
   /** Every Service write goes through it; shared with the controller that finishes orphaned cutovers. */
   writer?: ServiceWriter;
+  /** Makes kube-proxy sync just before each wave of cutovers (./pacer.ts); none: cutovers are not paced. */
+  pacer?: KubeProxyPacer;
 }
 
 export class MigrationPlanReconciler implements Reconciler {
@@ -95,6 +98,7 @@ export class MigrationPlanReconciler implements Reconciler {
   private readonly clock: Clock;
   private readonly preflightIntervalMs: number;
   private readonly writer: ServiceWriter;
+  private readonly pacer: KubeProxyPacer | undefined;
   /** Plan writes (status, finalizer) the cache has not shown yet (the Service writes have theirs, in the writer). */
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
@@ -111,6 +115,7 @@ export class MigrationPlanReconciler implements Reconciler {
     this.planWrites = new WriteExpectations(options.clock);
     this.writer =
       options.writer ?? new ServiceWriter(options.client, options.logger, new WriteExpectations(options.clock));
+    this.pacer = options.pacer;
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -278,15 +283,37 @@ export class MigrationPlanReconciler implements Reconciler {
       );
     }
     const outcome: BatchOutcome = { moved: 0, failed: 0 };
-    const queue = [...step.writes];
+    const cutovers = step.writes.filter((w) => w.decision.action === "cutover");
+    await this.writeConcurrently(
+      plan,
+      step.writes.filter((w) => w.decision.action !== "cutover"),
+      tally,
+      outcome,
+      signal,
+    );
+    // Cutovers go in waves that fit in one kube-proxy sync period, each right after a pacer write (./pacer.ts).
+    for (let i = 0; i < cutovers.length && !outcome.stalled && !signal.aborted; i += CONCURRENCY) {
+      await this.pacer?.pace(signal);
+      await this.writeConcurrently(plan, cutovers.slice(i, i + CONCURRENCY), tally, outcome, signal);
+    }
+    return outcome;
+  }
+
+  private async writeConcurrently(
+    plan: MigrationPlan,
+    writes: Write[],
+    tally: Tally,
+    outcome: BatchOutcome,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const queue = [...writes];
     const worker = async () => {
       // Shutting down: no new Service is started; one in the middle of its writes is finished.
       for (let next = queue.shift(); next && !outcome.stalled && !signal.aborted; next = queue.shift()) {
         await this.writeOne(plan, next, tally, outcome);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, step.writes.length) }, worker));
-    return outcome;
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, writes.length) }, worker));
   }
 
   private async writeOne(

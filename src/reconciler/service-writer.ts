@@ -53,6 +53,13 @@ export class ServiceWriter {
     private readonly hooks: WriteHooks = {},
   ) {}
 
+  private readonly writeListeners: (() => void)[] = [];
+
+  /** Told after every write that changed a Service (not dry runs). */
+  onWrite(listener: () => void): void {
+    this.writeListeners.push(listener);
+  }
+
   /** Whether the cached Service reflects this process's last write to it. */
   cacheHasSeen(svc: Service): boolean {
     return this.expectations.satisfied(keyOf(svc), svc.metadata.resourceVersion);
@@ -72,7 +79,10 @@ export class ServiceWriter {
       "merge",
       { fieldManager: FIELD_MANAGER, dryRun },
     );
-    if (!dryRun) this.expectations.wrote(keyOf(svc), svc.metadata.resourceVersion, updated.metadata.resourceVersion);
+    if (!dryRun) {
+      this.expectations.wrote(keyOf(svc), svc.metadata.resourceVersion, updated.metadata.resourceVersion);
+      for (const listener of this.writeListeners) listener();
+    }
     return updated;
   }
 

@@ -92,6 +92,8 @@ export class ApiError extends Error {
 export const isNotFound = (err: unknown): boolean => err instanceof ApiError && err.code === 404;
 export const isConflict = (err: unknown): boolean => err instanceof ApiError && err.code === 409;
 export const isGone = (err: unknown): boolean => err instanceof ApiError && err.code === 410;
+export const isAlreadyExists = (err: unknown): boolean =>
+  err instanceof ApiError && err.code === 409 && err.reason === "AlreadyExists";
 export const isForbidden = (err: unknown): boolean => err instanceof ApiError && err.code === 403;
 export const isInvalid = (err: unknown): boolean => err instanceof ApiError && err.code === 422;
 

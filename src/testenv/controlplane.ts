@@ -45,6 +45,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, here.includes(`${path.sep}dist${path.sep}`) ? "../../.." : "../..");
 
 const running = new Set<ChildProcess>();
+const exitCleanups: (() => void)[] = [];
 let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
@@ -52,6 +53,7 @@ function installExitHook(): void {
   // A test run that ends early (failure, Ctrl-C) must not leave etcd or kube-apiserver behind.
   process.on("exit", () => {
     for (const child of running) child.kill("SIGKILL");
+    for (const cleanup of exitCleanups) cleanup();
   });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
@@ -60,6 +62,31 @@ function installExitHook(): void {
       for (const child of running) child.kill("SIGKILL");
       process.exit(130);
     });
+  }
+}
+
+/** A child process of the test environment: SIGKILLed if this process exits (or is interrupted) before it. */
+export function trackProcess(child: ChildProcess): void {
+  installExitHook();
+  running.add(child);
+  child.once("exit", () => running.delete(child));
+}
+
+/** Synchronous clean-up to run if this process exits with the environment still up (e.g. a network namespace). */
+export function onExitCleanup(cleanup: () => void): void {
+  installExitHook();
+  exitCleanups.push(cleanup);
+}
+
+/** The last lines of `<dir>/<name>.log`, for an error message; empty when there is no log. */
+export function logTail(dir: string, name: string, lines = 40): string {
+  try {
+    return readFileSync(path.join(dir, `${name}.log`), "utf8")
+      .split("\n")
+      .slice(-lines)
+      .join("\n");
+  } catch {
+    return "";
   }
 }
 
@@ -179,8 +206,7 @@ export class ControlPlane {
     const child = spawn(path.join(this.bin, name), args, { stdio: ["ignore", "pipe", "pipe"] });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    running.add(child);
-    child.once("exit", () => running.delete(child));
+    trackProcess(child);
     return child;
   }
 
@@ -308,14 +334,7 @@ export class ControlPlane {
   }
 
   logTail(name: "etcd" | "kube-apiserver", lines = 40): string {
-    try {
-      return readFileSync(path.join(this.dir, `${name}.log`), "utf8")
-        .split("\n")
-        .slice(-lines)
-        .join("\n");
-    } catch {
-      return "";
-    }
+    return logTail(this.dir, name, lines);
   }
 
   private caData(): string {

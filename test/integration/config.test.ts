@@ -36,6 +36,7 @@ const SYSTEM_NS = "ipv6-migration-system";
 const SA: ServiceAccountRef = { namespace: SYSTEM_NS, name: "ipv6-migration-operator-controller-manager" };
 const MANAGER_ROLE = "ipv6-migration-operator-manager-role";
 const LEADER_ELECTION_ROLE = "ipv6-migration-operator-leader-election-role";
+const PACER_ROLE = "ipv6-migration-operator-pacer-role";
 const NS = "cfg-shop";
 
 interface PolicyRule {
@@ -316,9 +317,7 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
       const events = env.cp.auditEvents(serviceAccountUser(SA));
       const listed = new Set(events.filter((e) => e.verb === "list").map((e) => e.objectRef?.resource));
       const watched = new Set(events.filter((e) => e.verb === "watch").map((e) => e.objectRef?.resource));
-      // Pods and ConfigMaps are scanned with LISTs and never watched (preflight keeps no cache of them).
-      const informed = [...listed].filter((r) => r !== "pods" && r !== "configmaps");
-      return informed.every((r) => watched.has(r)) ? events : undefined;
+      return [...listed].every((r) => watched.has(r)) ? events : undefined;
     }, "the ended watches in the audit log");
   });
 
@@ -326,6 +325,7 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
     const rbac = loadConfigDir("rbac");
     const manager = find(rbac, "ClusterRole", MANAGER_ROLE);
     const leaderElection = find(rbac, "Role", LEADER_ELECTION_ROLE);
+    const pacer = find(rbac, "Role", PACER_ROLE);
     // The roles are the ServiceAccount's through these bindings, and nothing is granted by wildcard.
     const boundTo = (kind: string, roleKind: string, roleName: string) =>
       rbac.some(
@@ -340,8 +340,10 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
       );
     assert.ok(boundTo("ClusterRoleBinding", "ClusterRole", MANAGER_ROLE));
     assert.ok(boundTo("RoleBinding", "Role", LEADER_ELECTION_ROLE));
+    assert.ok(boundTo("RoleBinding", "Role", PACER_ROLE));
     assert.equal(leaderElection.metadata.namespace, SYSTEM_NS);
-    for (const role of [manager, leaderElection]) {
+    assert.equal(pacer.metadata.namespace, SYSTEM_NS);
+    for (const role of [manager, leaderElection, pacer]) {
       assert.ok(!JSON.stringify(role.rules).includes('"*"'), `${role.metadata.name} has a wildcard`);
     }
 
@@ -360,7 +362,7 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
       [],
       "no request was refused",
     );
-    const used = { manager: new Set<string>(), leaderElection: new Set<string>() };
+    const used = { manager: new Set<string>(), leaderElection: new Set<string>(), pacer: new Set<string>() };
     const denied: string[] = [];
     for (const event of migrationRequests) {
       const access = accessOf(event);
@@ -374,6 +376,8 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
         (leaderElection.rules ?? []).some((r) => ruleAllows(r, access))
       ) {
         used.leaderElection.add(accessKey(access));
+      } else if (event.objectRef?.namespace === SYSTEM_NS && (pacer.rules ?? []).some((r) => ruleAllows(r, access))) {
+        used.pacer.add(accessKey(access));
       } else denied.push(`${accessKey(access)} (${event.requestURI})`);
     }
     assert.deepEqual(denied, [], "requests config/rbac does not allow");
@@ -388,6 +392,11 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
       grants(leaderElection).map(accessKey).sort(),
       [...used.leaderElection].sort(),
       `${LEADER_ELECTION_ROLE} grants exactly what leader election used`,
+    );
+    assert.deepEqual(
+      grants(pacer).map(accessKey).sort(),
+      [...used.pacer].sort(),
+      `${PACER_ROLE} grants exactly what the kube-proxy pacer used`,
     );
   });
 

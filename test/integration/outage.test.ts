@@ -6,7 +6,7 @@ import { SERVICES } from "../../src/runtime/client.js";
 import type { Service } from "../../src/migration/families.js";
 import { changedState } from "../../src/testenv/controlplane.js";
 import { clusterIPService, createNamespace, createService, sleep, useControlPlane, eventually } from "../helpers.js";
-import { OperatorProcess, createPlan, installCRD, waitForCondition } from "../operator.js";
+import { OperatorProcess, createPlan, getPlan, installCRD, waitForCondition } from "../operator.js";
 
 const OPERATOR_USER = { name: "operator", groups: ["system:masters"] };
 const NS = "outage";
@@ -43,7 +43,15 @@ describe("a 60 s API server outage mid-rollout", function () {
     await env.cp.startAPIServer();
     const back = Date.now();
 
-    await waitForCondition(env.client, "outage", "DualStackComplete", "True", 240_000);
+    try {
+      await waitForCondition(env.client, "outage", "DualStackComplete", "True", 240_000);
+    } catch (err) {
+      const plan = await getPlan(env.client, "outage");
+      throw new Error(
+        `${(err as Error).message}\nstatus: ${JSON.stringify(plan.status)}\noperator:\n${operator.output.slice(-8000)}`,
+        { cause: err },
+      );
+    }
     const firstMove = env.cp
       .auditEvents(OPERATOR_USER.name)
       .filter((e) => changedState(e, "services") && Date.parse(e.requestReceivedTimestamp ?? "") >= back)

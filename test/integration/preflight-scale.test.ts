@@ -9,6 +9,8 @@ import { runInNewContext } from "node:vm";
 import { selectedService } from "../../src/migration/preflight.js";
 import { type Service } from "../../src/migration/families.js";
 import { scanWorkloads } from "../../src/reconciler/preflight.js";
+import { buildCaches } from "../../src/reconciler/snapshot.js";
+import { silentLogger } from "../../src/runtime/log.js";
 import { SERVICES, core } from "../../src/runtime/client.js";
 import { CONFIGMAPS_FOR_TESTS } from "../fixtures/resources.js";
 import { createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
@@ -83,6 +85,33 @@ describe("preflight at scale", function () {
     // One scan reads about 5 MB of JSON, several times that as objects: keeping a scan would add megabytes each.
     const growth = (heapMiB.at(-1) ?? 0) - (heapMiB[3] ?? 0);
     assert.ok(growth < 3, `the heap grew ${growth.toFixed(1)} MiB from scan 4 to scan 16: ${JSON.stringify(heapMiB)}`);
+  });
+
+  it("the metadata-only caches of 5,000 ConfigMaps and 2,000 Pods cost little heap, and hold no contents", async function () {
+    this.timeout(300_000);
+    const gc = collect();
+    const heap = () => {
+      gc();
+      return process.memoryUsage().heapUsed / 2 ** 20;
+    };
+    const caches = await buildCaches(env.client, silentLogger);
+    const informers = [caches.podMetadata, caches.configMapMetadata];
+    const before = heap();
+    for (const informer of informers) informer.start();
+    await Promise.all(informers.map((i) => i.waitForSync()));
+    const after = heap();
+    try {
+      assert.ok(caches.podMetadata.store.list().length >= 2000);
+      assert.ok(caches.configMapMetadata.store.list().length >= 5000);
+      // Names and versions only: the contents (512 bytes each) stay on the server.
+      assert.deepEqual(Object.keys(caches.configMapMetadata.store.get(`${NS}/cm-0`) ?? {}), ["metadata"]);
+      const cost = Math.round((after - before) * 10) / 10;
+      console.log(`      heap of the Pod and ConfigMap metadata caches (7,000 objects): ${cost} MiB`);
+      // Full objects would be about 7,000 x 1 KiB of JSON, several times that as objects.
+      assert.ok(cost < 8, `the metadata caches cost ${cost} MiB of heap`);
+    } finally {
+      await Promise.all(informers.map((i) => i.stop()));
+    }
   });
 
   it("the operator scans 24 times under a 96 MiB heap cap and stays within its Deployment's memory limit", async function () {
