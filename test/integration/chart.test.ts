@@ -123,7 +123,7 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
       parseManifests((await kubectl(["kustomize", path.join(repoRoot, "config", dir)])).stdout);
     const config = [...(await kustomize("default")), ...(await kustomize("service-probe"))];
     const chartRbac = rbacOf(chart);
-    assert.equal(chartRbac.size, 8, [...chartRbac.keys()].join(", "));
+    assert.equal(chartRbac.size, 10, [...chartRbac.keys()].join(", "));
     assert.deepEqual(chartRbac, rbacOf(config));
     assert.deepEqual(runtimeOf(chart), runtimeOf(config));
     // The optional overlay is optional in the chart too.
