@@ -7,7 +7,7 @@ import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ApiError, KubeClient } from "../runtime/client.js";
 import { createLogger, errorMessage } from "../runtime/log.js";
-import { buildOperator, preflightAPI } from "../reconciler/operator.js";
+import { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI } from "../reconciler/operator.js";
 import { parseDuration } from "../migration/plan.js";
 import { audit, formatAudit } from "./audit.js";
 import { formatFlags, HELP_FLAG, parseFlags, UsageError, type FlagSpecs, type ParsedFlags } from "./flags.js";
@@ -82,6 +82,9 @@ function loadKubeConfig(flags: ParsedFlags): KubeConfig {
 async function operator(flags: ParsedFlags): Promise<number> {
   const logger = createLogger({ level: flags.string("log-level") });
   const preflightIntervalMs = parseFlagDuration("preflight-interval", flags.string("preflight-interval"), 300_000);
+  const pacing = flags.string("cutover-pacing");
+  // "0" is a duration here too: pacing off.
+  const cutoverPacingMs = pacing === "0" ? 0 : parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
   const client = new KubeClient(loadKubeConfig(flags));
   try {
     await preflightAPI(client);
@@ -108,6 +111,7 @@ async function operator(flags: ParsedFlags): Promise<number> {
     metricsBindAddress: flags.string("metrics-bind-address") ?? ":8080",
     healthProbeBindAddress: flags.string("health-probe-bind-address") ?? ":8081",
     leaderElect: flags.boolean("leader-elect"),
+    cutoverPacingMs,
     leaderElectionNamespace: namespace,
     preflightIntervalMs,
   });
@@ -186,6 +190,11 @@ const COMMANDS: Record<string, Command> = {
         type: "string",
         value: "DURATION",
         help: "how often Pods and ConfigMaps are rescanned for preflight findings (default 5m)",
+      },
+      "cutover-pacing": {
+        type: "string",
+        value: "DURATION",
+        help: "wait after the write that makes kube-proxy sync before a batch of cutovers; 0 turns pacing off (default 150ms)",
       },
       ...HELP_FLAG,
     },
