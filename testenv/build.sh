@@ -4,7 +4,9 @@
 #                     reused when present; TESTENV_BIN_DIR names a directory of existing binaries instead.
 #   build.sh --tools  the small test helpers (kstatus-check: kstatus as Flux computes it; lua-health: Argo CD's
 #                     Lua interpreter; informer-baseline: client-go's Service informer, the benchmarks' memory
-#                     floor), rebuilt whenever their source or go.sum changes, whatever TESTENV_BIN_DIR.
+#                     floor), rebuilt whenever their source or go.sum changes, whatever TESTENV_BIN_DIR; and, each
+#                     from a module of its own rebuilt when its go.mod or go.sum changes, helm (testenv/helm) and
+#                     krew with its manifest validator (testenv/krew).
 #   build.sh --dataplane  the data plane of the traffic tests: kube-proxy (same k8s.io/kubernetes as the
 #                     apiserver) and CoreDNS (its own module, testenv/coredns), kept per pinned version; as root it
 #                     also installs Debian's nftables and conntrack when `nft` or `conntrack` is missing (kube-proxy's
@@ -107,6 +109,23 @@ if [ "${1:-}" = "--tools" ]; then
       echo "$sum" >"$tools/$tool.sum"
     fi
   done
+  # Tools in a module of their own (module dir, package, [module whose version to stamp into a variable]).
+  own_module_tool() {
+    local dir=$1 pkg=$2 name sum ldflags=""
+    name=$(basename "$pkg")
+    sum=$(cat "$here/$dir/go.mod" "$here/$dir/go.sum" | sha256sum | cut -c1-16)
+    if [ ! -x "$tools/$name" ] || [ "$(cat "$tools/$name.sum" 2>/dev/null)" != "$sum" ]; then
+      if [ -n "${3:-}" ]; then
+        ldflags="-X $4=$(cd "$here/$dir" && go list -m -f '{{.Version}}' "$3")"
+      fi
+      build "$dir" "$pkg" "$tools/$name" "$ldflags"
+      echo "$sum" >"$tools/$name.sum"
+    fi
+  }
+  # Stamped as Helm's own Makefile does, so `helm version` names the release that was built.
+  own_module_tool helm helm.sh/helm/v4/cmd/helm helm.sh/helm/v4 helm.sh/helm/v4/internal/version.version
+  own_module_tool krew sigs.k8s.io/krew/cmd/krew
+  own_module_tool krew sigs.k8s.io/krew/cmd/validate-krew-manifest
   echo "$tools"
   exit 0
 fi

@@ -18,6 +18,9 @@ import {
 import { shapeOf, type Service } from "../migration/families.js";
 import { buildOperator } from "../reconciler/operator.js";
 import { repoRoot, startControlPlane, type ControlPlane } from "../testenv/controlplane.js";
+import { dataPlaneUnavailable, podFor, startDataPlane, type DataPlane } from "../testenv/dataplane.js";
+import { startProbe, type KindCounts, type Probe, type ProbeService } from "../testenv/probe.js";
+import { CLIENT_KINDS, CLIENT_KIND_TITLES } from "../testenv/probe-protocol.js";
 import { table } from "./table.js";
 
 const PORT = [{ name: "http", port: 80, targetPort: 8080, protocol: "TCP" }];
@@ -113,9 +116,11 @@ class Progress {
 
   constructor(private readonly out: NodeJS.WriteStream) {}
 
-  update(plan: MigrationPlan, services: Map<string, Service>): void {
+  update(plan: MigrationPlan, services: Map<string, Service>, traffic?: KindCounts): void {
     const s = plan.status;
-    const line = `${plan.spec.targetPhase ?? "Audit"}: phase ${s?.phase ?? "-"}, ${s?.progress ?? "-"} at target, batch ${s?.currentBatch?.number ?? 0}, blocked ${s?.summary?.blocked ?? 0}`;
+    const line =
+      `${plan.spec.targetPhase ?? "Audit"}: phase ${s?.phase ?? "-"}, ${s?.progress ?? "-"} at target, batch ${s?.currentBatch?.number ?? 0}, blocked ${s?.summary?.blocked ?? 0}` +
+      (traffic ? `\n    traffic (ok/failed): ${trafficLine(traffic)}` : "");
     if (!this.out.isTTY) {
       if (line !== this.lastLine) this.out.write(`  ${line}\n`);
       this.lastLine = line;
@@ -144,16 +149,32 @@ class Progress {
   }
 }
 
+function trafficLine(counts: KindCounts): string {
+  return CLIENT_KINDS.map((kind) => `${kind} ${counts[kind].ok}/${counts[kind].failed}`).join("  ");
+}
+
+/** The estate's pods, for the data plane: one per Service with a selector, named as its selector's app. */
+function estatePods(estate: EstateEntry[]) {
+  const apps = estate
+    .map((e) => (e.service.spec as { selector?: Record<string, string> }).selector?.app)
+    .filter((app): app is string => app !== undefined);
+  return apps.map((app, i) => podFor(app, i));
+}
+
 export async function demo(options: DemoOptions): Promise<number> {
   const out = options.out;
   const say = (text: string) => out.write(`${text}\n`);
   say("Starting a local dual-stack control plane (etcd + kube-apiserver; the first run builds them, ~5 minutes)...");
   const cp: ControlPlane = await startControlPlane({ families: "dual" });
   let stopped = false;
+  let dp: DataPlane | undefined;
+  let probe: Probe | undefined;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    await probe?.stop();
     await manager?.stop();
+    await dp?.stop();
     await cp.stop();
   };
   let manager: Awaited<ReturnType<typeof buildOperator>> | undefined;
@@ -166,11 +187,20 @@ export async function demo(options: DemoOptions): Promise<number> {
 
     const estate = demoEstate();
     const namespaces = [...new Set(estate.map((e) => e.namespace))];
+    // Live traffic where a real data plane can run here (root, nftables); otherwise the demo says why not.
+    const unavailable = await dataPlaneUnavailable();
+    const pods = estatePods(estate);
+    if (unavailable) say(`Live traffic is not shown: ${unavailable}.`);
+    else {
+      say("Starting a data plane: kube-proxy (nftables) and CoreDNS in a network namespace, a pod per Service...");
+      dp = await startDataPlane(cp, { pods });
+    }
     say(`Creating ${estate.length} Services in ${namespaces.join(", ")} (every shape), with IPv6 EndpointSlices...`);
     for (const ns of namespaces) await client.create(NAMESPACES, undefined, { metadata: { name: ns } });
     for (const entry of estate) {
       await client.create(SERVICES, entry.namespace, { apiVersion: "v1", kind: "Service", ...entry.service });
-      if (entry.ipv6Endpoint) {
+      // With a data plane, its EndpointSlice controller makes the slices of the pods it runs.
+      if (entry.ipv6Endpoint && !dp) {
         await client.create(ENDPOINT_SLICES, entry.namespace, {
           metadata: {
             name: `${entry.service.metadata.name}-ipv6`,
@@ -196,6 +226,21 @@ export async function demo(options: DemoOptions): Promise<number> {
       leaderElectionNamespace: "default",
     });
     const running = manager.run([]);
+    if (dp) {
+      // The headless Service is left out: its name answers the pods' addresses, not a ClusterIP.
+      const probed: ProbeService[] = estate
+        .filter((e) => (e.service.spec as { clusterIP?: string }).clusterIP !== "None")
+        .filter((e) => pods.some((p) => p.name === (e.service.spec as { selector?: { app?: string } }).selector?.app))
+        .map((e) => ({
+          namespace: e.namespace,
+          name: e.service.metadata.name,
+          backend: (e.service.spec as { selector: { app: string } }).selector.app,
+          port: 80,
+        }));
+      say(`Sending traffic to ${probed.length} Services as five kinds of client:`);
+      for (const kind of CLIENT_KINDS) say(`  ${kind}: ${CLIENT_KIND_TITLES[kind]}`);
+      probe = await startProbe(dp, client, probed, { rate: 50 });
+    }
 
     const plan = {
       apiVersion: `${GROUP}/${VERSION}`,
@@ -216,7 +261,7 @@ export async function demo(options: DemoOptions): Promise<number> {
         for (const ns of namespaces) {
           for (const s of (await client.list<Service>(SERVICES, ns)).items) services.set(`${ns}/${s.metadata.name}`, s);
         }
-        progress.update(p, services);
+        progress.update(p, services, probe?.snapshot());
         if (p.status?.observedGeneration === p.metadata.generation && done(p)) return p;
         if (Date.now() > deadline) throw new Error(`the plan did not get there in ${timeoutMs / 1000}s`);
         await new Promise((r) => setTimeout(r, 250));
@@ -258,6 +303,14 @@ export async function demo(options: DemoOptions): Promise<number> {
       return [key, b.type, b.families, b.clusterIPs, a?.families ?? "MISSING", a?.clusterIPs ?? "MISSING"];
     });
     say(table(["SERVICE", "SHAPE", "BEFORE", "BEFORE-CLUSTER-IPS", "AFTER", "AFTER-CLUSTER-IPS"], rows));
+    if (probe) {
+      const counts = probe.snapshot();
+      say(`\nTraffic through the whole run (ok/failed): ${trafficLine(counts)}`);
+      say(
+        "  A-only and IPv4-literal clients lose the Services that became IPv6-only: that is the point of IPv6Only, not a defect;" +
+          "\n  AAAA-only and IPv6-literal clients could not reach a Service before it had an IPv6 address.",
+      );
+    }
     const final = await client.get<MigrationPlan>(MIGRATION_PLANS, undefined, "demo");
     say(
       `\nPlan: phase ${final.status?.phase}, ${final.status?.progress} at target; skipped: ${JSON.stringify(final.status?.summary?.skippedByReason ?? {})}`,

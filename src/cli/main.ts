@@ -1,79 +1,58 @@
 #!/usr/bin/env node
-// ipv6-migrate: the operator and its tools.
+// ipv6-migrate: the operator and its tools. Installed by npm also as `kubectl-ipv6_migrate` (kubectl runs it as
+// `kubectl ipv6-migrate`) and as `ipv6-migration-operator` (what `npx ipv6-migration-operator` runs).
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ApiError, KubeClient } from "../runtime/client.js";
 import { createLogger, errorMessage } from "../runtime/log.js";
-import { buildOperator, preflightAPI } from "../reconciler/operator.js";
+import { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI } from "../reconciler/operator.js";
 import { parseDuration } from "../migration/plan.js";
 import { audit, formatAudit } from "./audit.js";
-import { demo } from "./demo.js";
+import { formatFlags, HELP_FLAG, parseFlags, UsageError, type FlagSpecs, type ParsedFlags } from "./flags.js";
 
-const HELP = `ipv6-migrate moves a cluster's Services from IPv4 to IPv6 without losing anything.
+const KUBECTL_PLUGIN_PREFIX = "kubectl-";
+/** How the user called us, for the help: kubectl finds a plugin `kubectl ipv6-migrate` as kubectl-ipv6_migrate. */
+const PROGRAM = path.basename(process.argv[1] ?? "").startsWith(KUBECTL_PLUGIN_PREFIX)
+  ? "kubectl ipv6-migrate"
+  : "ipv6-migrate";
+const CLIENT_NODE = "@kubernetes/client-node";
+const DEFAULT_LEADER_ELECTION_NAMESPACE = "ipv6-migration-system";
+const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+const AUDIT_USER_AGENT = "ipv6-migrate-audit";
+const EXIT_USAGE = 2;
+const EXIT_IPV4_ONLY_REMAIN = 3;
 
-Usage:
-  ipv6-migrate operator [flags]   run the controller (in a cluster, or against a kubeconfig)
-  ipv6-migrate audit [flags]      report, read-only, where each Service stands and what IPv6-only would do
-  ipv6-migrate demo [--keep]      the whole job on a local control plane (needs Go the first time)
-  ipv6-migrate --version          print the version
-  ipv6-migrate --help             this text
+const CONNECTION_FLAGS: FlagSpecs = {
+  kubeconfig: {
+    type: "string",
+    value: "PATH",
+    help: "kubeconfig file (else $KUBECONFIG, else ~/.kube/config, else the in-cluster config)",
+  },
+  context: { type: "string", value: "NAME", help: "the kubeconfig context to use (default: its current-context)" },
+};
 
-Audit flags:
-  --kubeconfig PATH                  as for operator (else $KUBECONFIG, else ~/.kube/config)
-  -o, --output table|json|yaml       output format (default table)
-  -n, --namespace NS                 only this namespace (repeatable; default all but kube-system)
-  --exclude-namespace NS             never this namespace (repeatable)
-  -l, --selector SELECTOR            only Services matching this label selector
-  Exit code: 0 when no selected Service is IPv4-only, 3 when some are, 1 on error, 2 on bad usage.
+interface Command {
+  /** The command line after the program's name, for the help. */
+  usage: string;
+  summary: string;
+  details?: string;
+  flags: FlagSpecs;
+  run(flags: ParsedFlags): Promise<number>;
+}
 
-Operator flags (kubebuilder's names):
-  --kubeconfig PATH                  kubeconfig to use (else $KUBECONFIG, else in-cluster config)
-  --metrics-bind-address ADDR        where /metrics is served, e.g. :8080; 0 turns it off (default :8080)
-  --health-probe-bind-address ADDR   where /healthz and /readyz are served; 0 turns it off (default :8081)
-  --leader-elect                     elect a leader among replicas with a coordination.k8s.io Lease
-  --leader-election-namespace NS     namespace of that Lease (default: the pod's, else ipv6-migration-system)
-  --log-level LEVEL                  error, warn, info or debug (default info, or $LOG_LEVEL)
-  --preflight-interval DURATION      how often Pods and ConfigMaps are rescanned for preflight findings (default 5m)
-`;
-
-function version(): string {
+function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
     version: string;
   };
   return pkg.version;
 }
 
-interface Flags {
-  [name: string]: string | string[] | boolean | undefined;
-}
-
-class UsageError extends Error {}
-
-const SHORT_FLAGS: Record<string, string> = { o: "output", n: "namespace", l: "selector" };
-
-/** Flags as kubectl takes them: --name value, --name=value, -x value; repeatable ones collect into lists. */
-function parseFlags(args: string[], booleans: Set<string>, repeatable = new Set<string>()): Flags {
-  const flags: Flags = {};
-  for (let i = 0; i < args.length; i++) {
-    let arg = args[i] ?? "";
-    if (/^-[a-z]$/.test(arg)) arg = `--${SHORT_FLAGS[arg.slice(1)] ?? arg.slice(1)}`;
-    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument "${arg}"`);
-    const eq = arg.indexOf("=");
-    const name = arg.slice(2, eq < 0 ? undefined : eq);
-    if (booleans.has(name)) {
-      flags[name] = eq < 0 ? true : arg.slice(eq + 1) !== "false";
-    } else {
-      const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
-      if (value === undefined) throw new UsageError(`flag --${name} needs a value`);
-      if (repeatable.has(name)) {
-        const list = flags[name];
-        flags[name] = Array.isArray(list) ? [...list, value] : [value];
-      } else {
-        flags[name] = value;
-      }
-    }
-  }
-  return flags;
+function clientNodeVersion(): string {
+  // client-node's package.json has no "exports" map, so its package.json resolves like any file in it.
+  const file = createRequire(import.meta.url).resolve(`${CLIENT_NODE}/package.json`);
+  return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
 }
 
 function parseFlagDuration(name: string, value: string | undefined, fallbackMs: number): number {
@@ -84,27 +63,29 @@ function parseFlagDuration(name: string, value: string | undefined, fallbackMs: 
   }
 }
 
-function loadKubeConfig(path: string | undefined): KubeConfig {
+function loadKubeConfig(flags: ParsedFlags): KubeConfig {
   const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
+  const file = flags.string("kubeconfig");
+  if (file) kc.loadFromFile(file);
   else kc.loadFromDefault();
+  const context = flags.string("context");
+  if (context !== undefined) {
+    if (!kc.getContextObject(context)) {
+      const known = kc.getContexts().map((c) => c.name);
+      throw new Error(`context "${context}" is not in the kubeconfig (it has: ${known.join(", ") || "none"})`);
+    }
+    kc.setCurrentContext(context);
+  }
   return kc;
 }
 
-async function operator(args: string[]): Promise<number> {
-  const known = new Set([
-    "kubeconfig",
-    "metrics-bind-address",
-    "health-probe-bind-address",
-    "leader-elect",
-    "leader-election-namespace",
-    "log-level",
-    "preflight-interval",
-  ]);
-  const flags = parseFlags(args, new Set(["leader-elect"]));
-  for (const name of Object.keys(flags)) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
-  const logger = createLogger({ level: flags["log-level"] as string | undefined });
-  const client = new KubeClient(loadKubeConfig(flags.kubeconfig as string | undefined));
+async function operator(flags: ParsedFlags): Promise<number> {
+  const logger = createLogger({ level: flags.string("log-level") });
+  const preflightIntervalMs = parseFlagDuration("preflight-interval", flags.string("preflight-interval"), 300_000);
+  const pacing = flags.string("cutover-pacing");
+  // "0" is a duration here too: pacing off.
+  const cutoverPacingMs = pacing === "0" ? 0 : parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
+  const client = new KubeClient(loadKubeConfig(flags));
   try {
     await preflightAPI(client);
   } catch (err) {
@@ -116,87 +97,250 @@ async function operator(args: string[]): Promise<number> {
     }
     throw err;
   }
-  let namespace = flags["leader-election-namespace"] as string | undefined;
+  let namespace = flags.string("leader-election-namespace");
   if (!namespace) {
     try {
-      namespace = readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/namespace", "utf8").trim();
+      namespace = readFileSync(SERVICE_ACCOUNT_NAMESPACE_FILE, "utf8").trim();
     } catch {
-      namespace = "ipv6-migration-system";
+      namespace = DEFAULT_LEADER_ELECTION_NAMESPACE;
     }
   }
   const manager = await buildOperator({
     client,
     logger,
-    metricsBindAddress: (flags["metrics-bind-address"] as string | undefined) ?? ":8080",
-    healthProbeBindAddress: (flags["health-probe-bind-address"] as string | undefined) ?? ":8081",
-    leaderElect: flags["leader-elect"] === true,
+    metricsBindAddress: flags.string("metrics-bind-address") ?? ":8080",
+    healthProbeBindAddress: flags.string("health-probe-bind-address") ?? ":8081",
+    leaderElect: flags.boolean("leader-elect"),
+    cutoverPacingMs,
     leaderElectionNamespace: namespace,
-    preflightIntervalMs: parseFlagDuration(
-      "preflight-interval",
-      flags["preflight-interval"] as string | undefined,
-      300_000,
-    ),
+    preflightIntervalMs,
   });
-  logger.info("starting ipv6-migration-operator", { version: version() });
+  logger.info("starting ipv6-migration-operator", { version: packageVersion() });
   await manager.run();
   return manager.lostLeadership ? 1 : 0;
 }
 
-async function auditCommand(args: string[]): Promise<number> {
-  const known = new Set(["kubeconfig", "output", "namespace", "exclude-namespace", "selector"]);
-  const flags = parseFlags(args, new Set(), new Set(["namespace", "exclude-namespace"]));
-  for (const name of Object.keys(flags)) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
-  const output = (flags.output as string | undefined) ?? "table";
+async function auditCommand(flags: ParsedFlags): Promise<number> {
+  const output = flags.string("output") ?? "table";
   if (output !== "table" && output !== "json" && output !== "yaml") {
     throw new UsageError(`--output must be table, json or yaml, not "${output}"`);
   }
-  const client = new KubeClient(loadKubeConfig(flags.kubeconfig as string | undefined), "ipv6-migrate-audit");
+  const client = new KubeClient(loadKubeConfig(flags), AUDIT_USER_AGENT);
   const report = await audit(client, {
-    namespaces: (flags.namespace as string[] | undefined) ?? [],
-    excludeNamespaces: (flags["exclude-namespace"] as string[] | undefined) ?? [],
-    selector: flags.selector as string | undefined,
+    namespaces: flags.list("namespace"),
+    excludeNamespaces: flags.list("exclude-namespace"),
+    selector: flags.string("selector"),
   });
   // Written to the end before the exit: process.exit() would cut a large report short on a pipe.
   await new Promise<void>((resolve) => process.stdout.write(`${formatAudit(report, output)}\n`, () => resolve()));
-  return report.summary.ipv4Only > 0 ? 3 : 0;
+  return report.summary.ipv4Only > 0 ? EXIT_IPV4_ONLY_REMAIN : 0;
 }
 
-async function demoCommand(args: string[]): Promise<number> {
-  const flags = parseFlags(args, new Set(["keep"]));
-  for (const name of Object.keys(flags)) if (name !== "keep") throw new UsageError(`unknown flag --${name}`);
-  return demo({ keep: flags.keep === true, out: process.stdout });
+async function demoCommand(flags: ParsedFlags): Promise<number> {
+  // The demo runs the test harness (etcd and kube-apiserver built from Go modules): loaded only here, so the
+  // operator and audit never load it, and the image and the npm package can leave it out.
+  let module: typeof import("./demo.js");
+  try {
+    module = await import("./demo.js");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw err;
+    throw new Error(
+      "this installation does not include the demo's local control plane; run `make demo` in a clone of the repository",
+      { cause: err },
+    );
+  }
+  return module.demo({ keep: flags.boolean("keep"), out: process.stdout });
+}
+
+function versionCommand(): Promise<number> {
+  console.log(`ipv6-migrate: ${packageVersion()}`);
+  console.log(`${CLIENT_NODE}: ${clientNodeVersion()}`);
+  console.log(`node: ${process.version}`);
+  return Promise.resolve(0);
+}
+
+const COMMANDS: Record<string, Command> = {
+  operator: {
+    usage: "operator [flags]",
+    summary: "run the controller (in a cluster, or against a kubeconfig)",
+    details: "Flags use kubebuilder's names. Exits 0 on SIGTERM after a graceful stop, 1 on an error.",
+    flags: {
+      ...CONNECTION_FLAGS,
+      "metrics-bind-address": {
+        type: "string",
+        value: "ADDR",
+        help: "where /metrics is served, e.g. :8080; 0 turns it off (default :8080)",
+      },
+      "health-probe-bind-address": {
+        type: "string",
+        value: "ADDR",
+        help: "where /healthz and /readyz are served; 0 turns it off (default :8081)",
+      },
+      "leader-elect": {
+        type: "boolean",
+        help: "elect a leader among replicas with a coordination.k8s.io Lease",
+      },
+      "leader-election-namespace": {
+        type: "string",
+        value: "NS",
+        help: `namespace of that Lease (default: the pod's, else ${DEFAULT_LEADER_ELECTION_NAMESPACE})`,
+      },
+      "log-level": { type: "string", value: "LEVEL", help: "error, warn, info or debug (default info, or $LOG_LEVEL)" },
+      "preflight-interval": {
+        type: "string",
+        value: "DURATION",
+        help: "how often Pods and ConfigMaps are rescanned for preflight findings (default 5m)",
+      },
+      "cutover-pacing": {
+        type: "string",
+        value: "DURATION",
+        help: "wait after the write that makes kube-proxy sync before a batch of cutovers; 0 turns pacing off (default 150ms)",
+      },
+      ...HELP_FLAG,
+    },
+    run: operator,
+  },
+  audit: {
+    usage: "audit [flags]",
+    summary: "report, read-only, where each Service stands and what IPv6-only would do",
+    details: `Exit code: 0 when no selected Service is IPv4-only, ${EXIT_IPV4_ONLY_REMAIN} when some are, 1 on an error, ${EXIT_USAGE} on bad usage.`,
+    flags: {
+      ...CONNECTION_FLAGS,
+      output: { type: "string", short: "o", value: "FORMAT", help: "table, json or yaml (default table)" },
+      namespace: {
+        type: "string",
+        short: "n",
+        multiple: true,
+        value: "NS",
+        help: "only this namespace (default: all but kube-system)",
+      },
+      "exclude-namespace": { type: "string", multiple: true, value: "NS", help: "never this namespace" },
+      selector: { type: "string", short: "l", value: "SELECTOR", help: "only Services matching this label selector" },
+      ...HELP_FLAG,
+    },
+    run: auditCommand,
+  },
+  demo: {
+    usage: "demo [flags]",
+    summary: "the whole job on a local control plane (from a clone of the repository; needs Go the first time)",
+    flags: {
+      keep: { type: "boolean", help: "leave the control plane running at the end, until Ctrl-C" },
+      ...HELP_FLAG,
+    },
+    run: demoCommand,
+  },
+  version: {
+    usage: "version",
+    summary: `print the version, and those of ${CLIENT_NODE} and Node`,
+    flags: { ...HELP_FLAG },
+    run: versionCommand,
+  },
+};
+
+const GLOBAL_FLAGS: FlagSpecs = {
+  version: { type: "boolean", help: "the same as the version command" },
+  ...HELP_FLAG,
+};
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+  const commands = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}   ${c.summary}`);
+  return [
+    `${PROGRAM} moves a cluster's Services from IPv4 to IPv6 without losing anything.`,
+    "",
+    "Usage:",
+    `  ${PROGRAM} <command> [flags]`,
+    "",
+    "Commands:",
+    ...commands,
+    `  ${"help".padEnd(width)}   the help of a command, as <command> --help`,
+    "",
+    "Flags:",
+    formatFlags(GLOBAL_FLAGS),
+    "",
+    `Run "${PROGRAM} <command> --help" for a command's flags.`,
+  ].join("\n");
+}
+
+function commandHelp(command: Command): string {
+  return [
+    command.summary,
+    "",
+    "Usage:",
+    `  ${PROGRAM} ${command.usage}`,
+    "",
+    "Flags:",
+    formatFlags(command.flags),
+    ...(command.details ? ["", command.details] : []),
+  ].join("\n");
+}
+
+/** Bad usage, with how to use the command it happened in (the program's help when none). */
+class CommandUsageError extends UsageError {
+  constructor(
+    message: string,
+    readonly help: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs `step`, giving a UsageError it throws the usage of the command it happened in. */
+async function withHelp<T>(help: string, step: () => T | Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof UsageError && !(err instanceof CommandUsageError))
+      throw new CommandUsageError(err.message, help);
+    throw err;
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case "operator":
-      return operator(rest);
-    case "audit":
-      return auditCommand(rest);
-    case "demo":
-      return demoCommand(rest);
-    case "--version":
-    case "version":
-      console.log(version());
-      return 0;
-    case undefined:
-    case "--help":
-    case "-h":
-    case "help":
-      console.log(HELP);
-      return command === undefined ? 2 : 0;
-    default:
-      console.error(`ipv6-migrate: unknown command "${command}"\n\n${HELP}`);
-      return 2;
+  // Flags before the command are the program's own; `--` may stand before the command too.
+  let at = argv.findIndex((a) => a === "--" || !a.startsWith("-"));
+  if (at < 0) at = argv.length;
+  const global = await withHelp(mainHelp(), () => parseFlags(argv.slice(0, at), GLOBAL_FLAGS));
+  if (global.boolean("help")) {
+    console.log(mainHelp());
+    return 0;
   }
+  if (global.boolean("version")) return versionCommand();
+  const commandAt = argv[at] === "--" ? at + 1 : at;
+  const name = argv[commandAt];
+  const args = argv.slice(commandAt + 1);
+  if (name === undefined) {
+    console.error(mainHelp());
+    return EXIT_USAGE;
+  }
+  if (name === "help") {
+    const topic = args[0];
+    const command = topic === undefined ? undefined : COMMANDS[topic];
+    if (topic !== undefined && !command) throw new CommandUsageError(`unknown command "${topic}"`, mainHelp());
+    console.log(command ? commandHelp(command) : mainHelp());
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) throw new CommandUsageError(`unknown command "${name}"`, mainHelp());
+  const help = commandHelp(command);
+  const hint = `Usage:\n  ${PROGRAM} ${command.usage}\n\nRun "${PROGRAM} ${name} --help" for its flags.`;
+  return withHelp(hint, () => {
+    const flags = parseFlags(args, command.flags);
+    if (flags.boolean("help")) {
+      console.log(help);
+      return 0;
+    }
+    const [extra] = flags.positionals;
+    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+    return command.run(flags);
+  });
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(`ipv6-migrate: ${errorMessage(err)}`);
-    if (err instanceof UsageError) console.error(`\n${HELP}`);
-    process.exit(err instanceof UsageError ? 2 : 1);
+    console.error(`${PROGRAM}: ${errorMessage(err)}`);
+    if (err instanceof CommandUsageError) console.error(`\n${err.help}`);
+    process.exit(err instanceof UsageError ? EXIT_USAGE : 1);
   },
 );

@@ -9,7 +9,7 @@ import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
 import { WriteExpectations } from "../runtime/expectations.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
-import { keyOf, mergePatchFor } from "../runtime/object.js";
+import { keyOf, mergePatchTo } from "../runtime/object.js";
 import {
   EVENT_REASONS,
   FIELD_MANAGER,
@@ -33,6 +33,7 @@ import { familyState, type Service } from "../migration/families.js";
 import {
   accountFailed,
   accountMoved,
+  canonicalJSON,
   computeStatus,
   emptyTally,
   holdMessage,
@@ -88,7 +89,7 @@ export interface MigrationPlanReconcilerOptions {
   preflightIntervalMs?: number;
   /** Every Service write goes through it; shared with the controller that finishes orphaned cutovers. */
   writer?: ServiceWriter;
-  /** Makes kube-proxy sync just before each wave of cutovers (./pacer.ts); none: cutovers are not paced. */
+  /** Makes kube-proxy sync just before each batch of cutovers (./pacer.ts); none: cutovers are not paced. */
   pacer?: KubeProxyPacer;
 }
 
@@ -195,6 +196,12 @@ export class MigrationPlanReconciler implements Reconciler {
     const newServices = await this.guardrails.sync(plan, deleting, input.ipv6ServiceRange);
     if (deleting && deletionDone(cached, tally, decisions)) return this.setFinalizer(cached, false);
     const step = planRollout(input);
+    if (this.pacer && step.writes.some((w) => w.decision.action === "cutover") && !this.pacer.fresh()) {
+      // kube-proxy syncs the pacer's change first (./pacer.ts); then the cutovers are decided again from the cache,
+      // so their resourceVersions are not as old as the wait.
+      await this.pacer.pace(signal);
+      return { requeueAfterMs: 0 };
+    }
     const outcome = await this.write(plan, step, tally, signal);
     const after = afterWrites(input, step, outcome, tally.pending, this.clock.now());
     if (after.finished && after.batch) {
@@ -291,19 +298,11 @@ export class MigrationPlanReconciler implements Reconciler {
       );
     }
     const outcome: BatchOutcome = { moved: 0, failed: 0 };
+    // Cutovers first, inside the kube-proxy sync period that the pacer write opened.
     const cutovers = step.writes.filter((w) => w.decision.action === "cutover");
-    await this.writeConcurrently(
-      plan,
-      step.writes.filter((w) => w.decision.action !== "cutover"),
-      tally,
-      outcome,
-      signal,
-    );
-    // Cutovers go in waves that fit in one kube-proxy sync period, each right after a pacer write (./pacer.ts).
-    for (let i = 0; i < cutovers.length && !outcome.stalled && !signal.aborted; i += CONCURRENCY) {
-      await this.pacer?.pace(signal);
-      await this.writeConcurrently(plan, cutovers.slice(i, i + CONCURRENCY), tally, outcome, signal);
-    }
+    await this.writeConcurrently(plan, cutovers, tally, outcome, signal);
+    const others = step.writes.filter((w) => w.decision.action !== "cutover");
+    await this.writeConcurrently(plan, others, tally, outcome, signal);
     return outcome;
   }
 
@@ -460,11 +459,17 @@ export class MigrationPlanReconciler implements Reconciler {
         this.event(plan, "Warning", EVENT_REASONS.stalled, `${parts.stalled.reason}: ${parts.stalled.message}`);
       }
       this.reportNewFindings(plan, status.preflight);
+      this.log.debug("writing the plan's status", {
+        plan: plan.metadata.name,
+        changed: changedParts(plan.status, status),
+        summary: status.summary,
+      });
       const updated = await this.client.patch<MigrationPlan>(
         MIGRATION_PLANS,
         undefined,
         plan.metadata.name,
-        { status: mergePatchFor(plan.status ?? {}, status) },
+        // Keys the new status no longer has (a reason gone from skippedByReason) are removed, not kept.
+        { status: mergePatchTo(plan.status, status) },
         "merge",
         {
           subresource: "status",
@@ -541,6 +546,20 @@ function deletionDone(plan: MigrationPlan, tally: Tally, decisions: Write[]): bo
   if (decisions.some((d) => d.decision.action === "resume")) return false;
   if ((plan.spec.deletionPolicy ?? "Orphan") === "Orphan") return true;
   return tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
+}
+
+/** Which parts of the status a write changes, for the debug log: top-level fields, and conditions by type. */
+function changedParts(before: MigrationPlan["status"], after: NonNullable<MigrationPlan["status"]>): string[] {
+  const out: string[] = [];
+  for (const key of new Set([...Object.keys(before ?? {}), ...Object.keys(after)]) as Set<keyof typeof after>) {
+    if (key === "conditions") continue;
+    if (canonicalJSON(before?.[key]) !== canonicalJSON(after[key])) out.push(key);
+  }
+  for (const c of after.conditions ?? []) {
+    const prior = before?.conditions?.find((p) => p.type === c.type);
+    if (canonicalJSON(prior) !== canonicalJSON(c)) out.push(`${c.type}: ${prior?.reason ?? "-"} -> ${c.reason}`);
+  }
+  return out;
 }
 
 function describeIPs(svc: Service): string {

@@ -29,7 +29,7 @@ export interface OperatorOptions {
   /** A seam for the fault suite (test/fixtures/fault-operator.ts); production passes none. */
   writeHooks?: WriteHooks;
   /**
-   * How long after its pacer write the operator waits before a wave of cutovers (./pacer.ts), in the
+   * How long after its pacer write the operator waits before a batch of cutovers (./pacer.ts), in the
    * leader-election namespace, its own; 0 turns pacing off. Default 150 ms.
    */
   cutoverPacingMs?: number;

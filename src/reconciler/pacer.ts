@@ -1,4 +1,4 @@
-// Why the operator makes a write before each wave of cutovers: kube-proxy (nftables and iptables modes) syncs its
+// Why the operator makes a write before each batch of cutovers: kube-proxy (nftables and iptables modes) syncs its
 // rules at once when it has not synced for its min-sync-period (1 s by default), and otherwise at most once per
 // period, merging what changed meanwhile; a Service that ends where it started is no change at all. The first write
 // of a cutover, to ExternalName, reaching an idle kube-proxy was synced alone: the ClusterIP the Service keeps lost
@@ -18,8 +18,8 @@ import type { Informer } from "../runtime/informer.js";
 export const PACER_SERVICE = "kube-proxy-pacer";
 
 /**
- * kube-proxy's default --min-sync-period. A wave of cutovers fits in one period; before the next, kube-proxy must
- * have been idle for a period again, or the pacer write would itself be deferred.
+ * kube-proxy's default --min-sync-period. A batch's cutovers should start within half a period of the pacer's sync;
+ * before the next pacer write kube-proxy must have been idle for a period again, or that write would be deferred.
  */
 export const KUBE_PROXY_MIN_SYNC_MS = 1000;
 
@@ -34,6 +34,8 @@ export class KubeProxyPacer {
   /** When this process last made a write kube-proxy acts on (a Service write), to know when it is idle again. */
   private lastChange = 0;
   private warned = false;
+  /** When the last pacer write's lead time ended. */
+  private pacedAt = 0;
 
   constructor(
     private readonly client: KubeClient,
@@ -42,6 +44,14 @@ export class KubeProxyPacer {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
+
+  /**
+   * Whether cutovers started now still land in the sync period the last pacer write opened: within half a period
+   * of the end of its lead time.
+   */
+  fresh(): boolean {
+    return this.pacedAt > 0 && this.clock.now() - this.pacedAt <= KUBE_PROXY_MIN_SYNC_MS / 2;
+  }
 
   /** Called after every Service write of this process. */
   changed(): void {
@@ -61,10 +71,13 @@ export class KubeProxyPacer {
       // Pacing spares clients a second of timeouts; it must never hold a migration back (no namespace, no RBAC).
       if (!this.warned) this.log.warn("cutovers are not paced", { error: errorMessage(err), ...this.options });
       this.warned = true;
+      // Marked as paced all the same, so the cutovers go on (unpaced) rather than wait for a pacer that can't be.
+      this.pacedAt = this.clock.now();
       return;
     }
     this.changed();
     await this.sleep(this.options.leadMs, signal);
+    this.pacedAt = this.clock.now();
   }
 
   /** Moves the pacer's port between 1 and 2 (kube-proxy ignores metadata), making the Service when absent. */

@@ -73,20 +73,20 @@ export function findCondition(conditions: readonly Condition[] | undefined, type
   return conditions?.find((c) => c.type === type);
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
-
 /**
- * The JSON merge patch (RFC 7386) that turns `current` into `desired`. A merge patch keeps every key it does not
- * name, so a key gone from a map (a count, a reason) must be sent as null, or it stays on the server for ever and
- * the object never equals what was computed again.
+ * A JSON merge patch (RFC 7386) that turns `before` into `after`: a merge patch keeps every key of an object that
+ * it does not name, so a key that `after` no longer has must be sent as null, at any depth. Arrays are replaced
+ * whole by a merge patch, so they are sent as they are.
  */
-export function mergePatchFor(current: unknown, desired: unknown): unknown {
-  if (!isPlainObject(current) || !isPlainObject(desired)) return desired;
+export function mergePatchTo(before: unknown, after: unknown): unknown {
+  if (!isPlainObject(before) || !isPlainObject(after)) return after;
   const patch: Record<string, unknown> = {};
-  for (const key of Object.keys(current)) if (desired[key] === undefined) patch[key] = null;
-  for (const [key, value] of Object.entries(desired)) {
-    if (value !== undefined) patch[key] = mergePatchFor(current[key], value);
-  }
+  for (const key of Object.keys(before)) if (!(key in after) || after[key] === undefined) patch[key] = null;
+  for (const [key, value] of Object.entries(after))
+    if (value !== undefined) patch[key] = mergePatchTo(before[key], value);
   return patch;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -888,7 +888,9 @@ export function faultScenario(options: FaultScenarioOptions): void {
       let flips = 0;
       const windows: [number, number][] = [];
       for (let k = 1; k <= options.randomKills; k++) {
-        const op = new FaultOperator(kubeconfig);
+        // Unpaced, so that the kills land among Service writes as densely as before pacing: a process killed
+        // 0-800 ms after start would spend most of its life pacing. The hook kills below run paced.
+        const op = new FaultOperator(kubeconfig, "", ["--cutover-pacing=0"]);
         operator = op;
         // Counted from the operator being up: Node takes most of 800 ms to load it, and a kill then hits nothing.
         await Promise.race([op.ready, op.exited, sleep(15_000)]);

@@ -2,11 +2,11 @@
 // outside Docker (no engine here): `npm ci --omit=dev`, then its ENTRYPOINT and CMD.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { loadYaml } from "@kubernetes/client-node";
+import { KubeConfig, loadYaml } from "@kubernetes/client-node";
 import type { AuditReport } from "../../src/cli/audit.js";
 import { createIPv6Slice, createNamespace, createService, eventually, useControlPlane } from "../helpers.js";
 import { CLI, installCRD } from "../operator.js";
@@ -94,21 +94,133 @@ describe("ipv6-migrate CLI", function () {
     assert.equal(writes(), 0);
   });
 
-  it("bad usage exits 2 with the reason and the help; --help and --version read well", async () => {
+  it("bad usage exits 2 with the reason and the command's usage", async () => {
     const bad = await run(["audit", "-o", "xml", "--kubeconfig", kubeconfig]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--output must be table, json or yaml, not "xml"/);
-    assert.match(bad.stderr, /Usage:/);
+    assert.match(bad.stderr, /Usage:\n {2}ipv6-migrate audit \[flags\]/);
     const unknown = await run(["migrate"]);
     assert.equal(unknown.code, 2);
-    const help = await run(["--help"]);
-    assert.equal(help.code, 0);
-    for (const word of ["operator", "audit", "demo", "--leader-elect", "--metrics-bind-address"]) {
-      assert.ok(help.stdout.includes(word), word);
+    assert.match(unknown.stderr, /unknown command "migrate"/);
+    const none = await run([]);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /Commands:/);
+  });
+
+  it("-h and --help exit 0 with that command's own help, on every command and on the program", async () => {
+    const commands: Record<string, string[]> = {
+      operator: ["--leader-elect", "--metrics-bind-address ADDR", "--context NAME", "--kubeconfig PATH"],
+      audit: ["-o, --output FORMAT", "-n, --namespace NS", "-l, --selector", "--context NAME", "Exit code: 0"],
+      demo: ["--keep"],
+      version: ["-h, --help"],
+    };
+    for (const [command, words] of Object.entries(commands)) {
+      const helps = [await run([command, "-h"]), await run([command, "--help"]), await run(["help", command])];
+      for (const help of helps) {
+        assert.equal(help.code, 0, `${command}: ${help.stderr}`);
+        assert.match(help.stdout, new RegExp(`^Usage:\n {2}ipv6-migrate ${command}\\b`, "m"), command);
+        for (const word of words) assert.ok(help.stdout.includes(word), `${command} --help names ${word}`);
+      }
+      assert.equal(helps[1]?.stdout, helps[0]?.stdout);
+      assert.equal(helps[2]?.stdout, helps[0]?.stdout);
     }
-    const version = await run(["--version"]);
+    // Each help is its own: audit's flags are not in the operator's, and the other way round.
+    const operatorHelp = (await run(["operator", "-h"])).stdout;
+    assert.ok(!operatorHelp.includes("--selector"));
+    assert.ok(!(await run(["audit", "-h"])).stdout.includes("--leader-elect"));
+    for (const args of [["-h"], ["--help"], ["help"]]) {
+      const help = await run(args);
+      assert.equal(help.code, 0, args.join(" "));
+      for (const command of Object.keys(commands)) assert.match(help.stdout, new RegExp(`^ {2}${command} `, "m"));
+    }
+  });
+
+  it("an unknown flag exits 2 naming it, before the command and in each command", async () => {
+    for (const args of [
+      ["audit", "--kubeconfig", kubeconfig, "--bogus"],
+      ["audit", "-x"],
+      ["operator", "--kubeconfig", kubeconfig, "--bogus=1"],
+      ["demo", "--bogus"],
+      ["version", "--bogus"],
+      ["--bogus", "audit"],
+    ]) {
+      const result = await run(args);
+      const flag = args.find((a) => a === "-x" || a.startsWith("--bogus"))?.split("=")[0] ?? "";
+      assert.equal(result.code, 2, args.join(" "));
+      assert.match(result.stderr, new RegExp(`^ipv6-migrate: unknown flag ${flag}$`, "m"), args.join(" "));
+      assert.equal(result.stdout, "", "nothing ran");
+    }
+    const noValue = await run(["audit", "--kubeconfig", kubeconfig, "-o"]);
+    assert.equal(noValue.code, 2);
+    assert.match(noValue.stderr, /flag -o needs a value/);
+  });
+
+  it("-- ends the flags: what follows is an argument, which no command takes", async () => {
+    const ended = await run(["audit", "--kubeconfig", kubeconfig, "-n", "modern", "--"]);
+    assert.equal(ended.code, 0, ended.stderr);
+    const after = await run(["audit", "--kubeconfig", kubeconfig, "--", "--bogus"]);
+    assert.equal(after.code, 2);
+    assert.match(after.stderr, /unexpected argument "--bogus"/);
+    const before = await run(["--", "version"]);
+    assert.equal(before.code, 0, before.stderr);
+  });
+
+  it("--context picks that context of the kubeconfig, and an unknown one is an error naming it", async () => {
+    // Two contexts on the same cluster: the current one as alice, whom no role grants anything, and "other"
+    // as admin. Only the context's credentials tell them apart, so the answer says which one was used.
+    const admin = env.cp.kubeConfig();
+    const cluster = admin.getCurrentCluster();
+    assert.ok(cluster);
+    const alice = env.cp.user("alice");
+    const two = new KubeConfig();
+    two.loadFromOptions({
+      clusters: [cluster],
+      users: [
+        { name: "alice", token: alice.token },
+        { name: "admin", token: env.cp.admin.token },
+      ],
+      contexts: [
+        { name: "alice", cluster: cluster.name, user: "alice" },
+        { name: "other", cluster: cluster.name, user: "admin" },
+      ],
+      currentContext: "alice",
+    });
+    const file = path.join(env.cp.dir, "kubeconfig-two-contexts");
+    writeFileSync(file, two.exportConfig());
+
+    const current = await run(["audit", "--kubeconfig", file, "-n", "modern"]);
+    assert.equal(current.code, 1, current.stdout);
+    assert.match(current.stderr, /alice/);
+    const other = await run(["audit", "--kubeconfig", file, "--context", "other", "-n", "modern", "-o", "json"]);
+    assert.equal(other.code, 0, other.stderr);
+    assert.equal((JSON.parse(other.stdout) as AuditReport).services[0]?.name, "new");
+    // KUBECONFIG, as kubectl reads it, with the context given as --context=NAME.
+    const fromEnv = await run(["audit", "--context=other", "-n", "modern"], { KUBECONFIG: file });
+    assert.equal(fromEnv.code, 0, fromEnv.stderr);
+
+    const missing = await run(["audit", "--kubeconfig", file, "--context", "nowhere"]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /context "nowhere" is not in the kubeconfig \(it has: alice, other\)/);
+    const operatorMissing = await run(["operator", "--kubeconfig", file, "--context", "nowhere"]);
+    assert.equal(operatorMissing.code, 1);
+    assert.match(operatorMissing.stderr, /context "nowhere"/);
+  });
+
+  it("version and --version print this package's version, client-node's and Node's", async () => {
     const pkg = JSON.parse(readFileSync(path.join(repo, "package.json"), "utf8")) as { version: string };
-    assert.equal(version.stdout.trim(), pkg.version);
+    const clientNode = JSON.parse(
+      readFileSync(path.join(repo, "node_modules/@kubernetes/client-node/package.json"), "utf8"),
+    ) as { version: string };
+    const expected = [
+      `ipv6-migrate: ${pkg.version}`,
+      `@kubernetes/client-node: ${clientNode.version}`,
+      `node: ${process.version}`,
+    ];
+    for (const args of [["version"], ["--version"]]) {
+      const result = await run(args);
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(result.stdout.trim().split("\n"), expected);
+    }
   });
 
   it("the Dockerfile's steps, outside Docker: production dependencies only, then its entry point runs the operator", async function () {
@@ -122,9 +234,29 @@ describe("ipv6-migrate CLI", function () {
     try {
       for (const file of ["package.json", "package-lock.json"]) cpSync(path.join(repo, file), path.join(app, file));
       await promisify(execFile)("npm", ["ci", "--omit=dev", "--no-audit", "--no-fund"], { cwd: app });
-      // As the final stage copies them: the compiled app (without tests) and the CRDs.
+      // As the final stage copies them: the compiled app (without tests), less what the build stage removes
+      // (the demo and its harness), and the CRDs.
       cpSync(path.join(repo, "dist/src"), path.join(app, "dist/src"), { recursive: true });
       cpSync(path.join(repo, "crds"), path.join(app, "crds"), { recursive: true });
+      const buildStage = dockerfile.split(/^FROM /m).find((stage) => / AS build$/m.test(stage)) ?? "";
+      const removed = /&& rm -rf (.+)$/m.exec(buildStage)?.[1]?.split(/\s+/) ?? [];
+      assert.deepEqual(removed, ["dist/src/testenv", "dist/src/cli/demo.js"]);
+      for (const file of removed) rmSync(path.join(app, file), { recursive: true });
+      const shipped = (readdirSync(path.join(app, "dist/src"), { recursive: true }) as string[]).filter((f) =>
+        f.endsWith(".js"),
+      );
+      assert.ok(shipped.includes(path.join("cli", "main.js")));
+      for (const file of shipped) {
+        assert.doesNotMatch(readFileSync(path.join(app, "dist/src", file), "utf8"), /testenv\//, file);
+      }
+      const demo = await promisify(execFile)(process.execPath, [path.join(app, "dist/src/cli/main.js"), "demo"], {
+        cwd: app,
+      }).then(
+        () => assert.fail("the demo ran without its harness"),
+        (err: { code?: number; stderr?: string }) => err,
+      );
+      assert.equal(demo.code, 1);
+      assert.match(demo.stderr ?? "", /does not include the demo's local control plane; run `make demo`/);
       const dev = ["mocha", "typescript", "eslint", "nock"].filter((p) => {
         try {
           readFileSync(path.join(app, "node_modules", p, "package.json"));

@@ -96,7 +96,7 @@ describe("migration engine on a dual-stack cluster", function () {
     ] as const) {
       await createIPv6Slice(env.client, NS, svc, ip);
     }
-    operator = new OperatorProcess(env.cp, OPERATOR_USER.name).start();
+    operator = new OperatorProcess(env.cp, OPERATOR_USER.name, {}, ["--log-level=debug"]).start();
   });
 
   after(async () => {
@@ -221,9 +221,20 @@ describe("migration engine on a dual-stack cluster", function () {
 
   it("writes nothing at steady state", async () => {
     const before = operatorWriteLog(env, "services", "migrationplans").length;
+    const statusBefore = (await getPlan(env.client, "shop")).status;
     await new Promise((r) => setTimeout(r, 3000));
     const since = operatorWriteLog(env, "services", "migrationplans").slice(before);
-    assert.deepEqual(since, [], `writes after Ready:\n${since.join("\n")}`);
+    const statusAfter = (await getPlan(env.client, "shop")).status;
+    assert.deepEqual(
+      since,
+      [],
+      `writes after Ready:\n${since.join("\n")}\nstatus before: ${JSON.stringify(statusBefore)}\nafter: ${JSON.stringify(statusAfter)}\n` +
+        operator.output
+          .split("\n")
+          .filter((l) => l.includes("writing the plan's status"))
+          .slice(-6)
+          .join("\n"),
+    );
   });
 
   it("kubectl get mplan shows the printer columns, and kubectl wait returns when Ready", async () => {

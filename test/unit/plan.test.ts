@@ -25,7 +25,7 @@ import {
   type Tally,
 } from "../../src/migration/plan.js";
 import { type Service } from "../../src/migration/families.js";
-import type { Condition, ObjectMeta } from "../../src/runtime/object.js";
+import { mergePatchTo, type Condition, type ObjectMeta } from "../../src/runtime/object.js";
 
 function plan(name: string, spec: MigrationPlanSpec = {}, meta: Partial<ObjectMeta> = {}): MigrationPlan {
   return {
@@ -752,5 +752,28 @@ describe("migration/plan: sameStatus and canonicalJSON", () => {
       now: () => "t2",
     });
     assert.equal(sameStatus(p.status, second), true);
+  });
+});
+
+describe("runtime/object: mergePatchTo, how a status is written", () => {
+  it("a key gone from a map is sent as null, at any depth; arrays and values as they are", () => {
+    const before = {
+      phase: "Blocked",
+      summary: { skipped: 2, skippedByReason: { ExternalName: 1, SelectorlessWithoutIPv6Endpoints: 1 } },
+      problems: [{ name: "a" }],
+      retryAt: "2026-01-01T00:00:00Z",
+    };
+    const after = { phase: "Audited", summary: { skipped: 1, skippedByReason: { ExternalName: 1 } }, problems: [] };
+    assert.deepEqual(mergePatchTo(before, after), {
+      phase: "Audited",
+      summary: { skipped: 1, skippedByReason: { ExternalName: 1, SelectorlessWithoutIPv6Endpoints: null } },
+      problems: [],
+      retryAt: null,
+    });
+  });
+
+  it("with nothing before, the patch is the new object", () => {
+    const after = { phase: "Audited", summary: { skipped: 0 } };
+    assert.deepEqual(mergePatchTo(undefined, after), after);
   });
 });
