@@ -117,24 +117,27 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
     assert.equal(managerContainer(rendered).image, `${await makeVariable("IMAGE_REPO")}:${PACKAGE.version}`);
   });
 
-  it("renders the RBAC of config/default and config/service-probe rule for rule, and the same manager", async () => {
-    const chart = await template(RELEASE, SYSTEM_NS, "rbac.serviceProbe=true");
+  it("renders the RBAC of config/default, config/service-probe and config/guardrails rule for rule, and the same manager", async () => {
+    const chart = await template(RELEASE, SYSTEM_NS, "rbac.serviceProbe=true", "rbac.guardrails=true");
     const kustomize = async (dir: string) =>
       parseManifests((await kubectl(["kustomize", path.join(repoRoot, "config", dir)])).stdout);
-    const config = [...(await kustomize("default")), ...(await kustomize("service-probe"))];
+    const config = [
+      ...(await kustomize("default")),
+      ...(await kustomize("service-probe")),
+      ...(await kustomize("guardrails")),
+    ];
     const chartRbac = rbacOf(chart);
-    assert.equal(chartRbac.size, 10, [...chartRbac.keys()].join(", "));
+    assert.equal(chartRbac.size, 12, [...chartRbac.keys()].join(", "));
     assert.deepEqual(chartRbac, rbacOf(config));
     assert.deepEqual(runtimeOf(chart), runtimeOf(config));
-    // The optional overlay is optional in the chart too.
-    const withoutProbe = rbacOf(await template(RELEASE, SYSTEM_NS));
-    assert.deepEqual(
-      [...chartRbac.keys()].filter((k) => !withoutProbe.has(k)),
-      [
-        "Role/ipv6-migration-operator-service-probe-role",
-        "RoleBinding/ipv6-migration-operator-service-probe-rolebinding",
-      ],
-    );
+    // The optional overlays are optional in the chart too.
+    const withoutOverlays = rbacOf(await template(RELEASE, SYSTEM_NS));
+    assert.deepEqual([...chartRbac.keys()].filter((k) => !withoutOverlays.has(k)).sort(), [
+      "ClusterRole/ipv6-migration-operator-guardrails-role",
+      "ClusterRoleBinding/ipv6-migration-operator-guardrails-rolebinding",
+      "Role/ipv6-migration-operator-service-probe-role",
+      "RoleBinding/ipv6-migration-operator-service-probe-rolebinding",
+    ]);
   });
 
   it("installs the CRD of crds/ as it is, with the chart's labels and a keep policy", async () => {
@@ -161,6 +164,7 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
         "platform",
         [
           "rbac.serviceProbe=true",
+          "rbac.guardrails=true",
           "replicaCount=1",
           "leaderElection.enabled=false",
           "metrics.enabled=false",
