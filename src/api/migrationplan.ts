@@ -167,6 +167,25 @@ export const REASONS = {
   policyWriteFailed: "PolicyWriteFailed",
 } as const;
 
+/** Reasons of preflight findings (status.preflight.findings[].reason); the ServiceRange ones add the range's kind. */
+export const FINDING_REASONS = {
+  noIPv6ServiceRange: REASONS.noIPv6ServiceRange,
+  nodeWithoutIPv6: "NodeWithoutIPv6",
+  endpointsOnIPv4OnlyNode: "EndpointsOnIPv4OnlyNode",
+  ipv4OnlyIPBlock: "IPv4OnlyIPBlock",
+  hardcodedClusterIP: "HardcodedClusterIP",
+  staleServiceLinks: "StaleServiceLinks",
+  ipv4ExternalIPs: "IPv4ExternalIPs",
+  ipv4LoadBalancerSourceRanges: "IPv4LoadBalancerSourceRanges",
+  ipv4LoadBalancerIP: "IPv4LoadBalancerIP",
+  controllerOwned: REASONS.controllerOwned,
+  helmRelease: "HelmRelease",
+  argoCDApplication: "ArgoCDApplication",
+  fluxKustomization: "FluxKustomization",
+  fluxHelmRelease: "FluxHelmRelease",
+  familyFieldManager: "FamilyFieldManager",
+} as const;
+
 /** A preflight finding that blocks a Service is its block reason, prefixed: PreflightHardcodedClusterIP. */
 export const PREFLIGHT_REASON_PREFIX = "Preflight";
 

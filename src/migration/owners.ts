@@ -12,7 +12,7 @@ import {
   HELM_RELEASE_NAMESPACE_ANNOTATION,
   INSTANCE_LABEL,
   MANAGED_BY_LABEL,
-  REASONS,
+  FINDING_REASONS,
 } from "../api/migrationplan.js";
 import type { ManagedFieldsEntry, OwnerReference } from "../runtime/object.js";
 import type { Service } from "./families.js";
@@ -119,7 +119,7 @@ export function ownerFindings(services: SelectedService[], settings: OwnerSettin
         ...base,
         kind: "ManagedByController",
         severity: settings.allowControllerOwned ? "Warning" : "Blocking",
-        reason: REASONS.controllerOwned,
+        reason: FINDING_REASONS.controllerOwned,
         message:
           `Service ${svc.key} is controlled by ${kind} ${name} (${apiVersion}), which may set its families back or ` +
           `delete and re-create it, also in the middle of a cutover: set ${wanted} in that ${kind}'s spec where it ` +
@@ -137,7 +137,7 @@ export function ownerFindings(services: SelectedService[], settings: OwnerSettin
         ...base,
         kind: "ManagedByHelm",
         severity: "Warning",
-        reason: "HelmRelease",
+        reason: FINDING_REASONS.helmRelease,
         message: `Service ${svc.key} ${who}, so if its templates set ${FAMILY_FIELDS_TEXT}, set the chart values that render them (often service.ipFamilyPolicy and service.ipFamilies) to ${wanted}, or unset them`,
       });
     }
@@ -146,7 +146,7 @@ export function ownerFindings(services: SelectedService[], settings: OwnerSettin
         ...base,
         kind: "ManagedByArgoCD",
         severity: "Warning",
-        reason: "ArgoCDApplication",
+        reason: FINDING_REASONS.argoCDApplication,
         message:
           `Service ${svc.key} is synced by Argo CD Application ${m.argoCD.application} (${m.argoCD.via}): each sync, ` +
           `and self-heal at once, applies its manifest again, so if the manifest sets ${FAMILY_FIELDS_TEXT}, change ` +
@@ -164,7 +164,7 @@ export function ownerFindings(services: SelectedService[], settings: OwnerSettin
         ...base,
         kind: "ManagedByFlux",
         severity: "Warning",
-        reason: `Flux${flux.kind}`,
+        reason: flux.kind === "Kustomization" ? FINDING_REASONS.fluxKustomization : FINDING_REASONS.fluxHelmRelease,
         message: `Service ${svc.key} ${source}`,
       });
     }
@@ -178,7 +178,7 @@ export function ownerFindings(services: SelectedService[], settings: OwnerSettin
         ...base,
         kind: "FamilyFieldManager",
         severity: "Warning",
-        reason: "FamilyFieldManager",
+        reason: FINDING_REASONS.familyFieldManager,
         message: `field manager ${f.manager} (operation ${f.operation}) owns ${f.fields.join(" and ")} of Service ${svc.key}: ${again}; change ${them} to ${wanted} in what ${f.manager} writes, or drop ${them} from it`,
       });
     }

@@ -6,6 +6,7 @@ import { keyOf } from "../runtime/object.js";
 import { matchesSelector } from "./plan.js";
 import {
   CUTOVER_TIME_ANNOTATION,
+  FINDING_REASONS,
   MAX_FINDINGS,
   type LabelSelector,
   type PreflightStatus,
@@ -29,6 +30,7 @@ export const FINDING_KINDS = [
   "FamilyFieldManager",
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
+type FindingReason = (typeof FINDING_REASONS)[keyof typeof FINDING_REASONS];
 
 export interface Finding {
   kind: FindingKind;
@@ -129,7 +131,7 @@ export function serviceRangeFindings(cidrs: string[], ipv6ClusterIPsInUse: numbe
       kind: "ServiceRange",
       severity: "Blocking",
       object: "ServiceCIDR",
-      reason: "NoIPv6ServiceRange",
+      reason: FINDING_REASONS.noIPv6ServiceRange,
       message: `Service ranges ${cidrs.join(", ") || "(none)"}: families ${families}; no IPv6 range, so no Service can get an IPv6 ClusterIP`,
     });
     return findings;
@@ -174,7 +176,7 @@ export function nodeFindings(nodes: NodeInfo[]): Finding[] {
       kind: "Node",
       severity: "Warning",
       object: `Node/${node.name}`,
-      reason: "NodeWithoutIPv6",
+      reason: FINDING_REASONS.nodeWithoutIPv6,
       message: `node ${node.name} has no ${missing.join(" and no ")} (InternalIPs ${node.internalIPs.join(", ") || "none"}, podCIDRs ${node.podCIDRs.join(", ") || "none"})`,
     });
   }
@@ -195,7 +197,7 @@ export function endpointNodeFindings(services: SelectedService[], badNodes: Set<
       kind: "EndpointsOnIPv4OnlyNode",
       severity: "Blocking",
       object: `Service/${svc.key}`,
-      reason: "EndpointsOnIPv4OnlyNode",
+      reason: FINDING_REASONS.endpointsOnIPv4OnlyNode,
       message: `Service ${svc.key} has ready endpoints on nodes without IPv6: ${on.join(", ")}`,
       services: [svc.key],
     });
@@ -221,7 +223,7 @@ export function networkPolicyFindings(policy: NetworkPolicyInfo, services: Selec
       kind: "NetworkPolicy",
       severity: affected.length > 0 ? "Blocking" : "Warning",
       object: `NetworkPolicy/${policy.namespace}/${policy.name}`,
-      reason: "IPv4OnlyIPBlock",
+      reason: FINDING_REASONS.ipv4OnlyIPBlock,
       message: `${direction}[${index}] of NetworkPolicy ${policy.namespace}/${policy.name} has ipBlocks for IPv4 only (${cidrs.join(", ")}); after the cutover the traffic it matches is IPv6${affected.length ? `; selects the pods of ${affected.join(", ")}` : ""}`,
       ...(affected.length ? { services: affected } : {}),
     });
@@ -253,7 +255,7 @@ export function hardcodedIPFindings(
         kind: "HardcodedClusterIP",
         severity: "Blocking",
         object,
-        reason: "HardcodedClusterIP",
+        reason: FINDING_REASONS.hardcodedClusterIP,
         message: `${object} holds ${svc.key}'s ClusterIP ${svc.ipv4ClusterIP!} in ${keys.join(", ")}; use the Service's DNS name`,
         services: [svc.key],
       });
@@ -286,7 +288,7 @@ export function staleServiceLinkFindings(services: SelectedService[], pods: PodI
         kind: "StaleServiceLinks",
         severity: "Warning",
         object: `${workload.split("/")[0]}/${svc.namespace}/${workload.split("/").slice(1).join("/")}`,
-        reason: "StaleServiceLinks",
+        reason: FINDING_REASONS.staleServiceLinks,
         message: `${count} pod(s) of ${workload} in ${svc.namespace} started before ${svc.key}'s cutover and hold ${env} with its old address; restart them (kubectl rollout restart)`,
         services: [svc.key],
       });
@@ -320,7 +322,7 @@ export function ipv4ValueFindings(services: SelectedService[]): Finding[] {
   const isIPv4 = (ip: string) => ipaddr.isValid(ip) && familyOfIP(ip) === "IPv4";
   for (const svc of services) {
     if (svc.type === "ExternalName") continue;
-    const found = (reason: string, field: string, values: string[], effect: string) =>
+    const found = (reason: FindingReason, field: string, values: string[], effect: string) =>
       out.push({
         kind: "IPv4SpecValue",
         severity: "Blocking",
@@ -332,7 +334,7 @@ export function ipv4ValueFindings(services: SelectedService[]): Finding[] {
     const externalIPs = (svc.externalIPs ?? []).filter(isIPv4);
     if (externalIPs.length > 0) {
       found(
-        "IPv4ExternalIPs",
+        FINDING_REASONS.ipv4ExternalIPs,
         "externalIPs",
         externalIPs,
         "an IPv6-only Service is no longer served on them; replace them with IPv6 addresses or remove them",
@@ -341,7 +343,7 @@ export function ipv4ValueFindings(services: SelectedService[]): Finding[] {
     const ranges = (svc.loadBalancerSourceRanges ?? []).map((r) => r.trim()).filter((r) => familyOfCIDR(r) === "IPv4");
     if (ranges.length > 0) {
       found(
-        "IPv4LoadBalancerSourceRanges",
+        FINDING_REASONS.ipv4LoadBalancerSourceRanges,
         "loadBalancerSourceRanges",
         ranges,
         "an IPv6-only load balancer admits no client through them; add the IPv6 ranges of the same clients and remove these",
@@ -349,7 +351,7 @@ export function ipv4ValueFindings(services: SelectedService[]): Finding[] {
     }
     if (svc.loadBalancerIP && isIPv4(svc.loadBalancerIP)) {
       found(
-        "IPv4LoadBalancerIP",
+        FINDING_REASONS.ipv4LoadBalancerIP,
         "loadBalancerIP",
         [svc.loadBalancerIP],
         "an IPv6-only load balancer can't take it; remove it (or ask the provider for an IPv6 address)",
