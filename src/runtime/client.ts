@@ -132,7 +132,7 @@ export interface RequestOptions {
   body?: unknown;
   contentType?: string;
   signal?: AbortSignal;
-  /** The Accept header, e.g. to ask for PartialObjectMetadata; JSON objects by default. */
+  /** The Accept header, e.g. to ask for PartialObjectMetadata; JSON objects by default, text/* answered as text. */
   accept?: string;
 }
 
@@ -152,8 +152,9 @@ export type RequestObserver = (verb: string, type: string, code: number, retry?:
 /**
  * client-go's retry of answers that say "not now" (rest.Request's checkWait and IsRetryableResponse): a 429 from
  * API Priority and Fairness or a 5xx with Retry-After was not processed, so any verb may be sent again after the
- * delay the server asks for; without Retry-After, a 429 backs off with jitter. Other answers go to the caller:
- * only what a retry cannot change (422, 403, admission denials) is a failure of the work.
+ * delay the server asks for; without Retry-After, a 429 backs off with jitter, and so does a 403 from a server that
+ * is not ready yet (see ready()). Other answers go to the caller: only what a retry cannot change (422, a 403 from
+ * a ready server, admission denials) is a failure of the work.
  */
 export interface RetryPolicy {
   maxRetries: number;
@@ -185,6 +186,11 @@ export function retryDelayMs(
   const seconds = retryAfter !== null && /^\d+$/.test(retryAfter.trim()) ? Number(retryAfter) : undefined;
   if (code !== 429 && !(code >= 500 && seconds !== undefined)) return undefined;
   if (seconds !== undefined) return Math.min(seconds * 1000, policy.maxDelayMs);
+  return backoffMs(attempt, policy);
+}
+
+/** The doubling backoff, with up to 50% jitter, of an answer that names no delay. */
+function backoffMs(attempt: number, policy: RetryPolicy): number {
   const backoff = Math.min(policy.baseDelayMs * 2 ** attempt, policy.maxDelayMs);
   return backoff / 2 + Math.random() * (backoff / 2);
 }
@@ -233,11 +239,27 @@ export class KubeClient {
         return await this.requestOnce<T>(method, path, options);
       } catch (err) {
         if (!(err instanceof ApiError) || attempt >= this.retry.maxRetries) throw err;
-        const delay = retryDelayMs(err.code, err.retryAfter ?? null, attempt, this.retry);
+        const delay =
+          retryDelayMs(err.code, err.retryAfter ?? null, attempt, this.retry) ??
+          (isForbidden(err) && !(await this.ready(options.signal)) ? backoffMs(attempt, this.retry) : undefined);
         if (delay === undefined) throw err;
         this.observe(err.verb, path, err.code, true);
         await this.retry.sleep(delay, options.signal);
       }
+    }
+  }
+
+  /**
+   * Whether the server says it is ready (GET /readyz, which every user may read). A kube-apiserver that has just
+   * started serves requests before its authorizer has loaded RBAC, and answers them 403: such a 403 is "not now",
+   * not a refusal, and is retried like a 429. Asked only after a 403, so a real refusal costs one more request.
+   */
+  private async ready(signal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      await this.requestOnce<string>("GET", "/readyz", { accept: "text/plain", signal });
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -284,6 +306,7 @@ export class KubeClient {
     }
     this.observe(verb, path, response.status);
     if (response.status >= 200 && response.status < 300) {
+      if (options.accept?.startsWith("text/")) return text as T;
       return (text ? JSON.parse(text) : {}) as T;
     }
     let status: Status = { message: text.slice(0, 500), code: response.status };

@@ -246,10 +246,13 @@ export class WorkQueue<T extends string = string> {
   /**
    * Every key waiting for a delay is added now, and its backoff reset: after an outage the work that failed during
    * it should not wait out a backoff that grew while nothing could succeed. Safe for keys waiting for a
-   * requeueAfter too, when reconciles are level-based: an early one computes the rest of its wait again.
+   * requeueAfter too, when reconciles are level-based: an early one computes the rest of its wait again. Keys in
+   * flight have their backoff reset too: a reconcile still waiting on a request sent during the outage fails after
+   * the server is back, and its retry must not wait out the outage's backoff (seen: minutes after a restart).
    */
   retryWaitingNow(): number {
     if (this.shutdown) return 0;
+    for (const key of this.processing) this.rateLimiter.forget(key);
     const keys = [...this.waiting.keys()];
     for (const key of keys) {
       const pending = this.waiting.get(key);

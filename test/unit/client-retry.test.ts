@@ -68,17 +68,41 @@ describe("runtime/client: retries of 429 and of 5xx with Retry-After", () => {
     assert.equal(slept.length, DEFAULT_RETRY.maxRetries);
   });
 
-  it("answers a retry cannot change go to the caller at once: 422, 403, 409, a 500 without Retry-After", async () => {
+  it("answers a retry cannot change go to the caller at once: 422, 403 from a ready server, 409, a 500 without Retry-After", async () => {
     for (const code of [422, 403, 409, 500]) {
       const slept: number[] = [];
       const { client: c } = client(slept);
       nock(SERVER).patch(PATH).reply(code, { kind: "Status", code });
+      if (code === 403) nock(SERVER).get("/readyz").reply(200, "ok");
       await assert.rejects(
         c.request("PATCH", PATH, { body: {} }),
         (err) => err instanceof ApiError && err.code === code,
       );
       assert.deepEqual(slept, [], `${code} is not retried`);
     }
+  });
+
+  it("a 403 while the server is not ready (/readyz refused or failing) is retried with backoff; once ready, it is the answer", async () => {
+    const slept: number[] = [];
+    const { client: c, retries } = client(slept);
+    const FORBIDDEN = { kind: "Status", code: 403, reason: "Forbidden", message: "RBAC: not loaded yet" };
+    nock(SERVER).patch(PATH).reply(403, FORBIDDEN);
+    nock(SERVER).get("/readyz").reply(403, { kind: "Status", code: 403 }); // the authorizer has no rules yet
+    nock(SERVER).patch(PATH).reply(403, FORBIDDEN);
+    nock(SERVER).get("/readyz").reply(500, "[-]poststarthook/rbac/bootstrap-roles failed: not finished");
+    nock(SERVER)
+      .patch(PATH)
+      .reply(200, { metadata: { name: "web" } });
+    const svc = await c.request<{ metadata: { name: string } }>("PATCH", PATH, { body: {} });
+    assert.equal(svc.metadata.name, "web");
+    assert.equal(slept.length, 2);
+    assert.deepEqual(retries, ["PATCH 403", "PATCH 403"]);
+
+    nock(SERVER).patch(PATH).reply(403, FORBIDDEN);
+    nock(SERVER).get("/readyz").reply(200, "ok");
+    await assert.rejects(c.request("PATCH", PATH, { body: {} }), (err) => err instanceof ApiError && err.code === 403);
+    assert.equal(slept.length, 2, "a 403 from a ready server is not retried");
+    assert.ok(nock.isDone());
   });
 
   it("retryDelayMs: 503 with Retry-After is retried, capped at maxDelayMs; 503 without it is not", () => {

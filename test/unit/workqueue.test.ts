@@ -403,6 +403,43 @@ describe("WorkQueue", () => {
     });
   });
 
+  describe("retryWaitingNow", () => {
+    it("adds every key waiting for a delay now, with its backoff reset", async () => {
+      const q = new WorkQueue<string>({ clock });
+      for (let i = 0; i < 12; i++) q.addRateLimited("a"); // the backoff grew to 5 ms * 2^11 (10 s)
+      q.addAfter("b", 60_000);
+      assert.equal(q.len(), 0);
+      assert.equal(q.retryWaitingNow(), 2);
+      assert.equal(q.len(), 2);
+      assert.equal(q.numRequeues("a"), 0);
+      assert.equal(await getKey(q), "a");
+      assert.equal(await getKey(q), "b");
+      clock.step(60_000); // the cancelled timers do not add them again
+      assert.equal(q.len(), 0);
+    });
+
+    it("resets the backoff of a key in flight, so that its failure afterwards is retried after the base delay", async () => {
+      const q = new WorkQueue<string>({ clock });
+      q.add("a");
+      for (let i = 0; i < 12; i++) {
+        assert.equal(await getKey(q), "a");
+        q.addRateLimited("a"); // failed: the server is down
+        q.done("a");
+        clock.step(1000_000);
+      }
+      assert.equal(await getKey(q), "a"); // in flight when the server comes back
+      assert.equal(q.numRequeues("a"), 12);
+      assert.equal(q.retryWaitingNow(), 0);
+      assert.equal(q.numRequeues("a"), 0);
+      q.addRateLimited("a"); // and fails after all
+      q.done("a");
+      clock.step(4);
+      assert.equal(q.len(), 0);
+      clock.step(1);
+      assert.equal(q.len(), 1);
+    });
+  });
+
   describe("shutdown", () => {
     it("releases waiting getters, ignores adds and answers later gets with shutdown", async () => {
       const q = new WorkQueue({ clock });
