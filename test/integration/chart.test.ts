@@ -127,7 +127,7 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
       ...(await kustomize("guardrails")),
     ];
     const chartRbac = rbacOf(chart);
-    assert.equal(chartRbac.size, 12, [...chartRbac.keys()].join(", "));
+    assert.equal(chartRbac.size, 13, [...chartRbac.keys()].join(", "));
     assert.deepEqual(chartRbac, rbacOf(config));
     assert.deepEqual(runtimeOf(chart), runtimeOf(config));
     // The optional overlays are optional in the chart too.
@@ -203,6 +203,30 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
   });
 
   it("its options change what they say: leader election, metrics, the image digest, memory, ServiceMonitor", async () => {
+    // HTTPS /metrics by default, as config/default; metrics.secure=false is plain HTTP, and the ServiceMonitor follows.
+    const plain = await template(RELEASE, SYSTEM_NS, "metrics.secure=false", "metrics.serviceMonitor.enabled=true");
+    assert.ok((managerContainer(plain).args ?? []).includes("--metrics-secure=false"));
+    const plainMonitor = findManifest(plain, "ServiceMonitor") as Manifest & {
+      spec: { endpoints: { scheme: string; bearerTokenFile?: string }[] };
+    };
+    assert.deepEqual(
+      plainMonitor.spec.endpoints.map((e) => [e.scheme, e.bearerTokenFile]),
+      [["http", undefined]],
+    );
+    // metrics.certSecret: the Secret's certificate, mounted where --metrics-cert-dir reads it.
+    const certified = await template(RELEASE, SYSTEM_NS, "metrics.certSecret=metrics-tls");
+    const certDir = (managerContainer(certified).args ?? []).find((a) => a.startsWith("--metrics-cert-dir="));
+    const deployment = findManifest(certified, "Deployment") as DeploymentManifest & {
+      spec: { template: { spec: { volumes?: { name: string; secret?: { secretName: string } }[] } } };
+    };
+    const mount = (managerContainer(certified) as Container & { volumeMounts?: { name: string; mountPath: string }[] })
+      .volumeMounts?.[0];
+    assert.equal(certDir, `--metrics-cert-dir=${mount?.mountPath}`);
+    assert.deepEqual(
+      deployment.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.secret?.secretName,
+      "metrics-tls",
+    );
+
     const off = await template(
       "mig",
       "platform",
@@ -235,16 +259,26 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
       "metrics.serviceMonitor.interval=30s",
     );
     const monitor = findManifest(monitored, "ServiceMonitor") as Manifest & {
-      spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; interval?: string }[] };
+      spec: {
+        selector: { matchLabels: Record<string, string> };
+        endpoints: { port: string; interval?: string; scheme: string; bearerTokenFile?: string }[];
+      };
     };
     const service = findManifest(monitored, "Service") as Manifest & { spec: { ports: { name: string }[] } };
     for (const [key, value] of Object.entries(monitor.spec.selector.matchLabels)) {
       assert.equal(service.metadata.labels?.[key], value, `the metrics Service has ${key}=${value}`);
     }
     assert.deepEqual(
-      monitor.spec.endpoints.map((e) => [e.port, e.interval]),
-      [["metrics", "30s"]],
+      monitor.spec.endpoints.map((e) => [e.port, e.interval, e.scheme, e.bearerTokenFile]),
+      [["metrics", "30s", "https", "/var/run/secrets/kubernetes.io/serviceaccount/token"]],
     );
+    // The same endpoint as config/prometheus's ServiceMonitor.
+    const configMonitor = parseManifests(
+      (await kubectl(["kustomize", path.join(repoRoot, "config/prometheus")])).stdout,
+    ).find((m) => m.kind === "ServiceMonitor") as Manifest & { spec: { endpoints: Record<string, unknown>[] } };
+    const { interval: _interval, ...endpoint } = monitor.spec.endpoints[0] ?? {};
+    void _interval;
+    assert.deepEqual(endpoint, configMonitor.spec.endpoints[0]);
     assert.ok(service.spec.ports.some((p) => p.name === "metrics"));
     assert.ok(!(await template(RELEASE, SYSTEM_NS)).some((m) => m.kind === "ServiceMonitor"), "off by default");
   });
