@@ -7,7 +7,7 @@ import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ApiError, KubeClient } from "../runtime/client.js";
 import { createLogger, errorMessage } from "../runtime/log.js";
-import { DEFAULT_CERT_NAME, DEFAULT_KEY_NAME } from "../runtime/secure-serving.js";
+import { DEFAULT_CERT_NAME, DEFAULT_KEY_NAME, readTlsMaterial } from "../runtime/secure-serving.js";
 import { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI } from "../reconciler/operator.js";
 import { parseDuration } from "../migration/plan.js";
 import { audit, formatAudit } from "./audit.js";
@@ -90,6 +90,16 @@ async function operator(flags: ParsedFlags): Promise<number> {
   if (!secure && certDir !== undefined) {
     throw new UsageError("--metrics-cert-dir needs --metrics-secure (plain HTTP has no certificate)");
   }
+  const certName = flags.string("metrics-cert-name");
+  const keyName = flags.string("metrics-cert-key");
+  if (certDir !== undefined) {
+    // Before anything starts, so that a wrong mount says which flag to fix.
+    try {
+      readTlsMaterial(certDir, certName, keyName);
+    } catch (err) {
+      throw new UsageError(`--metrics-cert-dir: ${errorMessage(err)}`);
+    }
+  }
   const preflightIntervalMs = parseFlagDuration("preflight-interval", flags.string("preflight-interval"), 300_000);
   const pacing = flags.string("cutover-pacing");
   // "0" is a duration here too: pacing off.
@@ -120,9 +130,7 @@ async function operator(flags: ParsedFlags): Promise<number> {
     metricsBindAddress:
       flags.string("metrics-bind-address") ??
       (secure ? DEFAULT_SECURE_METRICS_ADDRESS : DEFAULT_INSECURE_METRICS_ADDRESS),
-    secureMetrics: secure
-      ? { certDir, certName: flags.string("metrics-cert-name"), keyName: flags.string("metrics-cert-key") }
-      : undefined,
+    secureMetrics: secure ? { certDir, certName, keyName } : undefined,
     healthProbeBindAddress: flags.string("health-probe-bind-address") ?? ":8081",
     leaderElect: flags.boolean("leader-elect"),
     cutoverPacingMs,

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import type { KubeClient } from "./client.js";
 import { realClock, type Clock } from "./clock.js";
 import { errorMessage } from "./log.js";
@@ -128,17 +129,31 @@ export class ReviewAuthorizer {
   }
 }
 
-/** The certificate and key of --metrics-cert-dir, read again by the caller when they are rotated. */
+/**
+ * The certificate and key in a directory (a mounted kubernetes.io/tls Secret), read again by the caller when they
+ * are rotated; throws when either is unreadable or they don't make a usable pair.
+ */
 export function readTlsMaterial(dir: string, certName = DEFAULT_CERT_NAME, keyName = DEFAULT_KEY_NAME): TlsMaterial {
   const read = (name: string, what: string) => {
     const file = path.join(dir, name);
     try {
       return readFileSync(file, "utf8");
     } catch (err) {
-      throw new Error(`--metrics-cert-dir: cannot read the ${what} ${file}: ${errorMessage(err)}`, { cause: err });
+      throw new Error(`cannot read the ${what} ${file}: ${errorMessage(err)}`, { cause: err });
     }
   };
-  return { cert: read(certName, "certificate"), key: read(keyName, "private key") };
+  const material = { cert: read(certName, "certificate"), key: read(keyName, "private key") };
+  try {
+    tls.createSecureContext(material);
+  } catch (err) {
+    throw new Error(
+      `${path.join(dir, certName)} and ${keyName} are not a usable certificate and key: ${errorMessage(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return material;
 }
 
 /**

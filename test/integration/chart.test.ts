@@ -281,6 +281,29 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
     assert.deepEqual(endpoint, configMonitor.spec.endpoints[0]);
     assert.ok(service.spec.ports.some((p) => p.name === "metrics"));
     assert.ok(!(await template(RELEASE, SYSTEM_NS)).some((m) => m.kind === "ServiceMonitor"), "off by default");
+
+    // The alerts and the dashboard are config/prometheus's and config/grafana's, as they are.
+    const extras = await template(
+      RELEASE,
+      SYSTEM_NS,
+      "metrics.prometheusRule.enabled=true",
+      "metrics.grafanaDashboard.enabled=true",
+    );
+    const configured = async (dir: string, kind: string) =>
+      parseManifests((await kubectl(["kustomize", path.join(repoRoot, "config", dir)])).stdout).find(
+        (m) => m.kind === kind,
+      ) as Manifest & { spec?: unknown; data?: Record<string, string> };
+    const rule = findManifest(extras, "PrometheusRule") as Manifest & { spec: unknown };
+    assert.deepEqual(rule.spec, (await configured("prometheus", "PrometheusRule")).spec);
+    const dashboard = findManifest(extras, "ConfigMap") as Manifest & { data: Record<string, string> };
+    const configDashboard = await configured("grafana", "ConfigMap");
+    assert.equal(dashboard.metadata.name, configDashboard.metadata.name);
+    assert.equal(dashboard.metadata.labels?.grafana_dashboard, "1");
+    const json = (data: Record<string, string> | undefined) =>
+      Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, JSON.parse(v) as unknown]));
+    assert.deepEqual(json(dashboard.data), json(configDashboard.data));
+    const defaults = await template(RELEASE, SYSTEM_NS);
+    assert.ok(!defaults.some((m) => m.kind === "PrometheusRule" || m.kind === "ConfigMap"), "off by default");
   });
 
   it("refuses values the operator would not run with, naming them", async () => {
