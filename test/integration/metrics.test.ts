@@ -4,12 +4,13 @@
 // metric name the Grafana dashboard (config/grafana) and the alerts (config/prometheus) query is served; and a
 // deleted plan's series go.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
 import { METRICS, SERVICE_STATES, type MigrationPlan } from "../../src/api/migrationplan.js";
 import type { Service } from "../../src/migration/families.js";
 import { SERVICES, type KubeClient } from "../../src/runtime/client.js";
+import { DEFAULT_CERT_NAME, DEFAULT_KEY_NAME, selfSignedTlsMaterial } from "../../src/runtime/secure-serving.js";
 import { freePort, repoRoot } from "../../src/testenv/controlplane.js";
 import {
   clusterIPService,
@@ -37,11 +38,14 @@ const METRIC_NAME = /\b(?:ipv6migration|controller_runtime|workqueue|rest_client
 const HISTOGRAM_SUFFIXES = ["_bucket", "_sum", "_count"];
 
 /** GET over HTTPS, trusting the operator's self-signed certificate (as the ServiceMonitor's insecureSkipVerify). */
-function scrape(address: string, token?: string): Promise<{ status: number; body: string }> {
+function scrape(address: string, token?: string, ca?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.get(
       `https://${address}/metrics`,
-      { rejectUnauthorized: false, headers: token ? { authorization: `Bearer ${token}` } : {} },
+      {
+        ...(ca ? { ca } : { rejectUnauthorized: false }),
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      },
       (res) => {
         let body = "";
         res.setEncoding("utf8").on("data", (d: string) => (body += d));
@@ -336,6 +340,57 @@ describe("metrics: HTTPS /metrics with TokenReview and SubjectAccessReview, and 
       return text.includes('plan="dual"') ? undefined : text;
     }, "the deleted plan's series to go");
     for (const plan of ["frozen", "v6"]) assert.match(body, new RegExp(`^${METRICS.services}\\{plan="${plan}"`, "m"));
+  });
+
+  it("serves --metrics-cert-dir's certificate, plain HTTP with --metrics-secure=false, and refuses a bad cert dir", async () => {
+    const dir = path.join(env.cp.dir, "metrics-certs");
+    mkdirSync(dir, { recursive: true });
+    const material = await selfSignedTlsMaterial(["localhost", "127.0.0.1"]);
+    writeFileSync(path.join(dir, DEFAULT_CERT_NAME), material.cert);
+    writeFileSync(path.join(dir, DEFAULT_KEY_NAME), material.key, { mode: 0o600 });
+    const certified = `127.0.0.1:${await freePort()}`;
+    const plain = `127.0.0.1:${await freePort()}`;
+    // Standbys of the running leader: a replica serves /metrics whether it leads or not.
+    const standby = (flags: string[]) =>
+      new OperatorProcess(env.cp, OPERATOR_USER.name, {}, [
+        ...flags,
+        "--leader-elect",
+        `--leader-election-namespace=${SYSTEM_NS}`,
+      ]).start();
+    const processes = [
+      standby([`--metrics-bind-address=${certified}`, `--metrics-cert-dir=${dir}`]),
+      standby([`--metrics-bind-address=${plain}`, "--metrics-secure=false"]),
+    ];
+    try {
+      // Verified against the file's certificate: the operator serves it, not one of its own.
+      const verified = await eventually(async () => {
+        try {
+          return await scrape(certified, tokens.reader, material.cert);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === "ECONNREFUSED") return undefined;
+          throw err;
+        }
+      }, "the HTTPS metrics server with the given certificate");
+      assert.equal(verified.status, 200, verified.body);
+      const open = await eventually(async () => {
+        try {
+          const res = await fetch(`http://${plain}/metrics`);
+          return { status: res.status, body: await res.text() };
+        } catch {
+          return undefined;
+        }
+      }, "the plain HTTP metrics server");
+      assert.equal(open.status, 200, "no token needed");
+      assert.match(open.body, /^# TYPE leader_election_master_status gauge$/m);
+    } finally {
+      await Promise.all(processes.map((p) => p.stop("SIGKILL")));
+    }
+
+    const missing = new OperatorProcess(env.cp, OPERATOR_USER.name, {}, [
+      `--metrics-cert-dir=${path.join(env.cp.dir, "no-such-dir")}`,
+    ]).start();
+    assert.equal(await missing.exit, 2, missing.output);
+    assert.match(missing.output, /--metrics-cert-dir: cannot read the certificate .*no-such-dir\/tls\.crt/);
   });
 });
 
