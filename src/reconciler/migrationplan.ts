@@ -66,7 +66,6 @@ import {
   type Selection,
 } from "../migration/snapshot.js";
 import type { ConditionInput } from "../migration/guardrails.js";
-import { inCutover } from "./cutover.js";
 import { NewServiceGuardrails } from "./guardrails.js";
 import type { MigrationMetrics } from "./metrics.js";
 import type { Capability } from "./precondition.js";
@@ -233,7 +232,8 @@ export class MigrationPlanReconciler implements Reconciler {
         capability: input.ipv6ServiceRange,
         preflight: preflightStatus(findings),
         findings,
-        cuttingOver: selection.owned.filter(inCutover).length,
+        // A Service found between a cutover's two writes: the resume of an interrupted (or stuck) cutover.
+        cuttingOver: decisions.filter((d) => d.decision.action === "resume").length,
         newServices,
         ...(deleting ? { deleting: cached.spec.deletionPolicy ?? "Orphan" } : {}),
       },

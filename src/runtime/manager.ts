@@ -15,7 +15,7 @@ import { readTlsMaterial, ReviewAuthorizer, selfSignedTlsMaterial, type TlsMater
 
 const SERVER_PROBE_INTERVAL_MS = 1000;
 const SERVER_RETRY_ROUND_MIN_MS = 10_000;
-/** How often a --metrics-cert-dir certificate is read again: cert-manager rotates it in place. */
+/** How often the certificate of certDir is read again: cert-manager rotates it in place. */
 const CERT_RELOAD_MS = 60_000;
 const METRICS_PATH = "/metrics";
 
@@ -229,7 +229,7 @@ export class Manager {
   private async tls(options: SecureMetricsOptions): Promise<{ material: TlsMaterial; reload?: () => TlsMaterial }> {
     const { certDir } = options;
     if (!certDir) {
-      this.log.info("serving /metrics with a self-signed certificate: give --metrics-cert-dir for your own");
+      this.log.info("serving /metrics with a self-signed certificate, as no certificate directory was given");
       return { material: await selfSignedTlsMaterial() };
     }
     const reload = () => readTlsMaterial(certDir, options.certName, options.keyName);
