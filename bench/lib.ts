@@ -338,6 +338,8 @@ export class OperatorChild extends Child {
         "operator",
         `--kubeconfig=${kubeconfig}`,
         `--metrics-bind-address=127.0.0.1:${metricsPort}`,
+        // Plain HTTP: the bench reads its heap and request counts without a token.
+        "--metrics-secure=false",
         "--health-probe-bind-address=0",
         // Debug adds one line per reconcile here ("preflight scan"), whose timestamp splits the audit time.
         "--log-level=debug",

@@ -105,7 +105,10 @@ export async function throttledRollout(env: { cp: ControlPlane; client: KubeClie
   const auditThrottles = throttled();
 
   const metrics = `127.0.0.1:${await freePort()}`;
-  const operator = new OperatorProcess(env.cp, SQUEEZED_USER.name, {}, [`--metrics-bind-address=${metrics}`]).start();
+  const operator = new OperatorProcess(env.cp, SQUEEZED_USER.name, {}, [
+    `--metrics-bind-address=${metrics}`,
+    "--metrics-secure=false",
+  ]).start();
   try {
     await createPlan(env.client, "throttled", {
       targetPhase: "DualStack",

@@ -209,3 +209,55 @@ export const EVENT_REASONS = {
 /** status.problems and status.preflight.findings list at most this many each (the CRD's maxItems). */
 export const MAX_PROBLEMS = 50;
 export const MAX_FINDINGS = 50;
+
+/**
+ * The operator's own Prometheus metrics (src/reconciler/metrics.ts), beside controller-runtime's: the names the
+ * dashboard of config/grafana and the alerts of config/prometheus query.
+ */
+export const METRICS = {
+  /** Gauge: the plan's selected Services by state (a family, or why they are not moving). */
+  services: "ipv6migration_services",
+  /** Gauge: the Services the plan selects. */
+  servicesSelected: "ipv6migration_services_selected",
+  /** Gauge: the selected Services already where the target puts them. */
+  servicesAtTarget: "ipv6migration_services_at_target",
+  /** Gauge: 1 for the plan's status.phase, 0 for every other phase. */
+  planPhase: "ipv6migration_plan_phase",
+  /** Gauge: 1 for the plan's spec.targetPhase, 0 for the others. */
+  planTargetPhase: "ipv6migration_plan_target_phase",
+  /** Counter: batches finished. */
+  batches: "ipv6migration_batches_total",
+  /** Histogram: from a batch's first write to its last. */
+  batchDuration: "ipv6migration_batch_duration_seconds",
+  /** Counter: cutovers to IPv6-only (both writes), by result. */
+  cutovers: "ipv6migration_cutovers_total",
+  /** Histogram: a cutover's two writes, from the first request to the last answer. */
+  cutoverDuration: "ipv6migration_cutover_duration_seconds",
+  /** Gauge: preflight findings by kind and severity, all of them (status.preflight lists at most 50). */
+  preflightFindings: "ipv6migration_preflight_findings",
+} as const;
+
+/** The labels of METRICS. */
+export const METRIC_LABELS = {
+  plan: "plan",
+  state: "state",
+  phase: "phase",
+  targetPhase: "target_phase",
+  result: "result",
+  kind: "kind",
+  severity: "severity",
+} as const;
+
+/** The values of the result label of METRICS.cutovers. */
+export const CUTOVER_RESULTS = { succeeded: "succeeded", failed: "failed" } as const;
+
+/** The states of METRICS.services: the families, then why Services are not moving. */
+export const SERVICE_METRIC_STATES = [
+  SERVICE_STATES.ipv4Only,
+  SERVICE_STATES.dualStack,
+  SERVICE_STATES.ipv6Only,
+  SERVICE_STATES.blocked,
+  SERVICE_STATES.failed,
+  SERVICE_STATES.drifted,
+  SERVICE_STATES.cuttingOver,
+] as const;

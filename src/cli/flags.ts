@@ -40,6 +40,12 @@ export class ParsedFlags {
   boolean(name: string): boolean {
     return this.values[name] === true;
   }
+
+  /** A boolean that is on unless turned off (`--name=false`, `--no-name`). */
+  booleanOr(name: string, fallback: boolean): boolean {
+    const value = this.values[name];
+    return typeof value === "boolean" ? value : fallback;
+  }
 }
 
 function parserOptions(specs: FlagSpecs): ParseArgsOptionsConfig {

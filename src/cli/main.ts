@@ -7,6 +7,7 @@ import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ApiError, KubeClient } from "../runtime/client.js";
 import { createLogger, errorMessage } from "../runtime/log.js";
+import { DEFAULT_CERT_NAME, DEFAULT_KEY_NAME, readTlsMaterial } from "../runtime/secure-serving.js";
 import { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI } from "../reconciler/operator.js";
 import { parseDuration } from "../migration/plan.js";
 import { audit, formatAudit } from "./audit.js";
@@ -19,6 +20,9 @@ const PROGRAM = path.basename(process.argv[1] ?? "").startsWith(KUBECTL_PLUGIN_P
   : "ipv6-migrate";
 const CLIENT_NODE = "@kubernetes/client-node";
 const DEFAULT_LEADER_ELECTION_NAMESPACE = "ipv6-migration-system";
+/** kubebuilder's ports: HTTPS /metrics on 8443; plain HTTP (--metrics-secure=false) on 8080. */
+const DEFAULT_SECURE_METRICS_ADDRESS = ":8443";
+const DEFAULT_INSECURE_METRICS_ADDRESS = ":8080";
 const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const AUDIT_USER_AGENT = "ipv6-migrate-audit";
 const EXIT_USAGE = 2;
@@ -81,6 +85,21 @@ function loadKubeConfig(flags: ParsedFlags): KubeConfig {
 
 async function operator(flags: ParsedFlags): Promise<number> {
   const logger = createLogger({ level: flags.string("log-level") });
+  const secure = flags.booleanOr("metrics-secure", true);
+  const certDir = flags.string("metrics-cert-dir");
+  if (!secure && certDir !== undefined) {
+    throw new UsageError("--metrics-cert-dir needs --metrics-secure (plain HTTP has no certificate)");
+  }
+  const certName = flags.string("metrics-cert-name");
+  const keyName = flags.string("metrics-cert-key");
+  if (certDir !== undefined) {
+    // Before anything starts, so that a wrong mount says which flag to fix.
+    try {
+      readTlsMaterial(certDir, certName, keyName);
+    } catch (err) {
+      throw new UsageError(`--metrics-cert-dir: ${errorMessage(err)}`);
+    }
+  }
   const preflightIntervalMs = parseFlagDuration("preflight-interval", flags.string("preflight-interval"), 300_000);
   const pacing = flags.string("cutover-pacing");
   // "0" is a duration here too: pacing off.
@@ -108,7 +127,10 @@ async function operator(flags: ParsedFlags): Promise<number> {
   const manager = await buildOperator({
     client,
     logger,
-    metricsBindAddress: flags.string("metrics-bind-address") ?? ":8080",
+    metricsBindAddress:
+      flags.string("metrics-bind-address") ??
+      (secure ? DEFAULT_SECURE_METRICS_ADDRESS : DEFAULT_INSECURE_METRICS_ADDRESS),
+    secureMetrics: secure ? { certDir, certName, keyName } : undefined,
     healthProbeBindAddress: flags.string("health-probe-bind-address") ?? ":8081",
     leaderElect: flags.boolean("leader-elect"),
     cutoverPacingMs,
@@ -169,7 +191,26 @@ const COMMANDS: Record<string, Command> = {
       "metrics-bind-address": {
         type: "string",
         value: "ADDR",
-        help: "where /metrics is served, e.g. :8080; 0 turns it off (default :8080)",
+        help: `where /metrics is served; 0 turns it off (default ${DEFAULT_SECURE_METRICS_ADDRESS}, ${DEFAULT_INSECURE_METRICS_ADDRESS} with --metrics-secure=false)`,
+      },
+      "metrics-secure": {
+        type: "boolean",
+        help: "serve /metrics over HTTPS to callers whose bearer token may get it (TokenReview and SubjectAccessReview); --metrics-secure=false serves plain HTTP to anyone (default true)",
+      },
+      "metrics-cert-dir": {
+        type: "string",
+        value: "DIR",
+        help: "the certificate and key of HTTPS /metrics, read again when they change (default: a self-signed one made at start)",
+      },
+      "metrics-cert-name": {
+        type: "string",
+        value: "FILE",
+        help: `the certificate's file in --metrics-cert-dir (default ${DEFAULT_CERT_NAME})`,
+      },
+      "metrics-cert-key": {
+        type: "string",
+        value: "FILE",
+        help: `the key's file in --metrics-cert-dir (default ${DEFAULT_KEY_NAME})`,
       },
       "health-probe-bind-address": {
         type: "string",

@@ -11,6 +11,7 @@ import { WriteExpectations } from "../runtime/expectations.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
 import { keyOf, mergePatchTo } from "../runtime/object.js";
 import {
+  CUTOVER_RESULTS,
   EVENT_REASONS,
   FIELD_MANAGER,
   GROUP,
@@ -66,6 +67,7 @@ import {
 } from "../migration/snapshot.js";
 import type { ConditionInput } from "../migration/guardrails.js";
 import { NewServiceGuardrails } from "./guardrails.js";
+import type { MigrationMetrics } from "./metrics.js";
 import type { Capability } from "./precondition.js";
 import { scanPreflight } from "./preflight.js";
 import type { KubeProxyPacer } from "./pacer.js";
@@ -91,6 +93,8 @@ export interface MigrationPlanReconcilerOptions {
   writer?: ServiceWriter;
   /** Makes kube-proxy sync just before each batch of cutovers (./pacer.ts); none: cutovers are not paced. */
   pacer?: KubeProxyPacer;
+  /** The ipv6migration_* metrics (./metrics.ts); none: not measured. */
+  metrics?: MigrationMetrics;
 }
 
 export class MigrationPlanReconciler implements Reconciler {
@@ -104,6 +108,7 @@ export class MigrationPlanReconciler implements Reconciler {
   /** The admission policies of spec.newServices. */
   private readonly guardrails: NewServiceGuardrails;
   private readonly pacer: KubeProxyPacer | undefined;
+  private readonly metrics: MigrationMetrics | undefined;
   /** Plan writes (status, finalizer) the cache has not shown yet (the Service writes have theirs, in the writer). */
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
@@ -122,6 +127,7 @@ export class MigrationPlanReconciler implements Reconciler {
       options.writer ?? new ServiceWriter(options.client, options.logger, new WriteExpectations(options.clock));
     this.guardrails = new NewServiceGuardrails(options.client, options.logger, options.clock, this.preflightIntervalMs);
     this.pacer = options.pacer;
+    this.metrics = options.metrics;
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -158,6 +164,7 @@ export class MigrationPlanReconciler implements Reconciler {
     if (!cached) {
       this.scans.delete(name);
       this.guardrails.forget(name);
+      this.metrics?.forget(name);
       return undefined;
     }
     if (!this.planWrites.satisfied(name, cached.metadata.resourceVersion)) return { requeueAfterMs: CACHE_CATCH_UP_MS };
@@ -205,6 +212,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const outcome = await this.write(plan, step, tally, signal);
     const after = afterWrites(input, step, outcome, tally.pending, this.clock.now());
     if (after.finished && after.batch) {
+      this.metrics?.batchFinished(plan.metadata.name, input.target, after.batch);
       this.event(
         plan,
         "Normal",
@@ -223,6 +231,9 @@ export class MigrationPlanReconciler implements Reconciler {
         retryAt: after.retryAt,
         capability: input.ipv6ServiceRange,
         preflight: preflightStatus(findings),
+        findings,
+        // A Service found between a cutover's two writes: the resume of an interrupted (or stuck) cutover.
+        cuttingOver: decisions.filter((d) => d.decision.action === "resume").length,
         newServices,
         ...(deleting ? { deleting: cached.spec.deletionPolicy ?? "Orphan" } : {}),
       },
@@ -375,9 +386,21 @@ export class MigrationPlanReconciler implements Reconciler {
       case "patch":
         result = await this.writer.patchInPlace(svc, decision.patch, decision.expect);
         break;
-      case "cutover":
-        result = await this.writer.cutover(svc, decision.toExternalName, decision.record);
+      case "cutover": {
+        const started = this.clock.now();
+        const seconds = () => (this.clock.now() - started) / 1000;
+        try {
+          result = await this.writer.cutover(svc, decision.toExternalName, decision.record);
+        } catch (err) {
+          // A stale cache (conflict, gone) is not a failed cutover: the next reconcile decides again.
+          if (!isConflict(err) && !isNotFound(err)) {
+            this.metrics?.cutover(plan.metadata.name, CUTOVER_RESULTS.failed, seconds());
+          }
+          throw err;
+        }
+        this.metrics?.cutover(plan.metadata.name, CUTOVER_RESULTS.succeeded, seconds());
         break;
+      }
       case "resume":
         this.log.info("finishing an interrupted cutover", { service: keyOf(svc) });
         result = await this.writer.resume(svc, decision.record);
@@ -437,6 +460,9 @@ export class MigrationPlanReconciler implements Reconciler {
       retryAt?: string;
       capability?: Capability;
       preflight?: PreflightStatus;
+      /** All the findings, for the metrics (the status lists at most MAX_FINDINGS). */
+      findings?: Finding[];
+      cuttingOver?: number;
       newServices?: ConditionInput;
       deleting?: DeletionPolicy;
     },
@@ -453,6 +479,14 @@ export class MigrationPlanReconciler implements Reconciler {
       newServices: parts.newServices,
       clusterDualStackCapable: parts.capability ?? { status: undefined, message: "" },
       now: () => new Date(this.clock.now()).toISOString(),
+    });
+    // From the status computed now, written or not: the gauges say what the plan's status says.
+    this.metrics?.observePlan({
+      plan: plan.metadata.name,
+      target: plan.spec.targetPhase ?? "Audit",
+      status,
+      findings: parts.findings,
+      cuttingOver: parts.cuttingOver ?? 0,
     });
     if (!sameStatus(plan.status, status)) {
       if (parts.stalled && plan.status?.phase !== "Stalled") {

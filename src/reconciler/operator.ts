@@ -6,10 +6,11 @@ import { keyOf, type KubeObject } from "../runtime/object.js";
 import { Controller } from "../runtime/controller.js";
 import { EventRecorder } from "../runtime/events.js";
 import type { Logger } from "../runtime/log.js";
-import { Manager } from "../runtime/manager.js";
+import { Manager, type SecureMetricsOptions } from "../runtime/manager.js";
 import { GROUP, MIGRATION_PLANS, OPERATOR_NAME } from "../api/migrationplan.js";
 import { MigrationPlanReconciler } from "./migrationplan.js";
 import { inCutover, OrphanedCutoverReconciler } from "./cutover.js";
+import { MigrationMetrics } from "./metrics.js";
 import { KubeProxyPacer } from "./pacer.js";
 import { ServiceWriter, type WriteHooks } from "./service-writer.js";
 import { buildCaches, sliceServiceKey } from "./snapshot.js";
@@ -20,6 +21,8 @@ export interface OperatorOptions {
   client: KubeClient;
   logger: Logger;
   metricsBindAddress: string;
+  /** /metrics over HTTPS for scrapers whose token may get it (TokenReview, SubjectAccessReview); else plain HTTP. */
+  secureMetrics?: SecureMetricsOptions;
   healthProbeBindAddress: string;
   leaderElect: boolean;
   leaderElectionNamespace: string;
@@ -56,6 +59,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     client,
     logger,
     metricsBindAddress: options.metricsBindAddress,
+    secureMetrics: options.secureMetrics,
     healthProbeBindAddress: options.healthProbeBindAddress,
     leaderElection: options.leaderElect
       ? { namespace: options.leaderElectionNamespace, name: `${OPERATOR_NAME}.${GROUP}` }
@@ -94,6 +98,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     preflightIntervalMs: options.preflightIntervalMs,
     writer,
     pacer,
+    metrics: new MigrationMetrics(manager.metrics.registry),
   });
   const controller = new Controller({
     name: "migrationplan",

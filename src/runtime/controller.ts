@@ -28,6 +28,9 @@ export interface ControllerOptions {
   rateLimiter?: RateLimiter;
 }
 
+/** The result label of controller_runtime_reconcile_total, as controller-runtime names them. */
+const RECONCILE_RESULTS = ["success", "error", "requeue", "requeue_after"] as const;
+
 export class Controller {
   readonly name: string;
   readonly queue: WorkQueue;
@@ -86,6 +89,10 @@ export class Controller {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    // As controller-runtime: the counters exist at 0 from the start, so rate() and alerts on them work before the
+    // first error rather than from it.
+    this.metrics?.reconcileErrors.inc({ controller: this.name }, 0);
+    for (const result of RECONCILE_RESULTS) this.metrics?.reconcileTotal.inc({ controller: this.name, result }, 0);
     await Promise.all(this.informers.map((i) => i.waitForSync()));
     this.log.info("caches synced, starting workers", { workers: this.workers });
     for (let i = 0; i < this.workers; i++) this.running.push(this.worker());
@@ -116,7 +123,7 @@ export class Controller {
 
   private async process(key: string): Promise<void> {
     const started = this.clock.now();
-    let result: string;
+    let result: (typeof RECONCILE_RESULTS)[number];
     try {
       const outcome = await this.reconciler.reconcile(key, this.stopping.signal);
       if (outcome?.requeueAfterMs !== undefined && outcome.requeueAfterMs >= 0) {

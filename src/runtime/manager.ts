@@ -2,6 +2,7 @@
 // replica (so a standby is warm), controllers start only on the leader, /healthz, /readyz and /metrics are
 // served, and SIGTERM/SIGINT stop taking work, finish in-flight reconciles within a bound and release the lease.
 import http from "node:http";
+import https from "node:https";
 import os from "node:os";
 import { isUnavailable, type KubeClient } from "./client.js";
 import type { Controller } from "./controller.js";
@@ -10,9 +11,25 @@ import { LeaderElector } from "./leaderelection.js";
 import { errorMessage, silentLogger, type Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import type { KubeObject } from "./object.js";
+import { readTlsMaterial, ReviewAuthorizer, selfSignedTlsMaterial, type TlsMaterial } from "./secure-serving.js";
 
 const SERVER_PROBE_INTERVAL_MS = 1000;
 const SERVER_RETRY_ROUND_MIN_MS = 10_000;
+/** How often the certificate of certDir is read again: cert-manager rotates it in place. */
+const CERT_RELOAD_MS = 60_000;
+const METRICS_PATH = "/metrics";
+
+/**
+ * /metrics over HTTPS for authenticated and authorized scrapers only (./secure-serving.ts). Without certDir the
+ * certificate is self-signed, made at start.
+ */
+export interface SecureMetricsOptions {
+  certDir?: string;
+  certName?: string;
+  keyName?: string;
+  /** The review calls; default: the manager's client. */
+  authorizer?: ReviewAuthorizer;
+}
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -20,6 +37,8 @@ export interface ManagerOptions {
   metrics?: Metrics;
   /** host:port, ":8080", or "0" to disable. */
   metricsBindAddress?: string;
+  /** Serve /metrics over HTTPS with authentication and authorization; plain HTTP when absent. */
+  secureMetrics?: SecureMetricsOptions;
   healthProbeBindAddress?: string;
   leaderElection?: { namespace: string; name: string; identity?: string };
   gracefulShutdownTimeoutMs?: number;
@@ -32,7 +51,8 @@ export class Manager {
   private readonly options: ManagerOptions;
   private readonly informers: Informer<KubeObject>[] = [];
   private readonly controllers: Controller[] = [];
-  private readonly servers: http.Server[] = [];
+  private readonly servers: (http.Server | https.Server)[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
   private readonly readyChecks: (() => boolean)[] = [];
   private elector: LeaderElector | undefined;
   private stopping: Promise<void> | undefined;
@@ -167,6 +187,7 @@ export class Manager {
         this.log.warn("could not release the leader lease", { error: errorMessage(err) });
       }
       await Promise.all(this.informers.map((i) => i.stop()));
+      for (const timer of this.timers) clearInterval(timer);
       await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       this.log.info("stopped");
       this.stopped();
@@ -177,11 +198,22 @@ export class Manager {
   private async startServers(): Promise<void> {
     const { metricsBindAddress = ":8080", healthProbeBindAddress = ":8081" } = this.options;
     if (metricsBindAddress !== "0") {
-      this.addresses.metrics = await this.listen(metricsBindAddress, async (req, res) => {
-        if (req.url?.split("?")[0] !== "/metrics") return notFound(res);
+      const secure = this.options.secureMetrics;
+      const authorizer = secure ? (secure.authorizer ?? new ReviewAuthorizer(this.client)) : undefined;
+      const serve = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (req.url?.split("?")[0] !== METRICS_PATH) return notFound(res);
+        if (authorizer) {
+          const decision = await authorizer.decide(req.headers.authorization, "get", METRICS_PATH);
+          if (decision.code !== 200) {
+            if (decision.code === 500)
+              this.log.warn("could not authorize a /metrics request", { error: decision.message });
+            return text(res, decision.code, decision.message);
+          }
+        }
         res.writeHead(200, { "content-type": this.metrics.registry.contentType });
         res.end(await this.metrics.registry.metrics());
-      });
+      };
+      this.addresses.metrics = await this.listen(metricsBindAddress, serve, secure && (await this.tls(secure)));
     }
     if (healthProbeBindAddress !== "0") {
       this.addresses.health = await this.listen(healthProbeBindAddress, (req, res) => {
@@ -193,14 +225,48 @@ export class Manager {
     }
   }
 
+  /** The certificate of certDir (read again every minute, so a rotated one is served), else a self-signed one. */
+  private async tls(options: SecureMetricsOptions): Promise<{ material: TlsMaterial; reload?: () => TlsMaterial }> {
+    const { certDir } = options;
+    if (!certDir) {
+      this.log.info("serving /metrics with a self-signed certificate, as no certificate directory was given");
+      return { material: await selfSignedTlsMaterial() };
+    }
+    const reload = () => readTlsMaterial(certDir, options.certName, options.keyName);
+    return { material: reload(), reload };
+  }
+
   private listen(
     address: string,
     handler: (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>,
+    tls?: { material: TlsMaterial; reload?: () => TlsMaterial },
   ): Promise<string> {
     const { host, port } = parseBindAddress(address);
-    const server = http.createServer((req, res) => {
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
       Promise.resolve(handler(req, res)).catch((err: unknown) => text(res, 500, errorMessage(err)));
-    });
+    };
+    const server = tls
+      ? https.createServer({ ...tls.material, minVersion: "TLSv1.2" }, handle)
+      : http.createServer(handle);
+    if (tls?.reload && server instanceof https.Server) {
+      const { reload } = tls;
+      let current = tls.material;
+      const timer = setInterval(() => {
+        try {
+          const next = reload();
+          if (next.cert === current.cert && next.key === current.key) return;
+          server.setSecureContext({ ...next, minVersion: "TLSv1.2" });
+          current = next;
+          this.log.info("serving the rotated /metrics certificate");
+        } catch (err) {
+          this.log.warn("could not read the rotated /metrics certificate; serving the previous one", {
+            error: errorMessage(err),
+          });
+        }
+      }, CERT_RELOAD_MS);
+      timer.unref();
+      this.timers.push(timer);
+    }
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once("error", reject);

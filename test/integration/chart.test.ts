@@ -127,7 +127,7 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
       ...(await kustomize("guardrails")),
     ];
     const chartRbac = rbacOf(chart);
-    assert.equal(chartRbac.size, 12, [...chartRbac.keys()].join(", "));
+    assert.equal(chartRbac.size, 13, [...chartRbac.keys()].join(", "));
     assert.deepEqual(chartRbac, rbacOf(config));
     assert.deepEqual(runtimeOf(chart), runtimeOf(config));
     // The optional overlays are optional in the chart too.
@@ -203,6 +203,30 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
   });
 
   it("its options change what they say: leader election, metrics, the image digest, memory, ServiceMonitor", async () => {
+    // HTTPS /metrics by default, as config/default; metrics.secure=false is plain HTTP, and the ServiceMonitor follows.
+    const plain = await template(RELEASE, SYSTEM_NS, "metrics.secure=false", "metrics.serviceMonitor.enabled=true");
+    assert.ok((managerContainer(plain).args ?? []).includes("--metrics-secure=false"));
+    const plainMonitor = findManifest(plain, "ServiceMonitor") as Manifest & {
+      spec: { endpoints: { scheme: string; bearerTokenFile?: string }[] };
+    };
+    assert.deepEqual(
+      plainMonitor.spec.endpoints.map((e) => [e.scheme, e.bearerTokenFile]),
+      [["http", undefined]],
+    );
+    // metrics.certSecret: the Secret's certificate, mounted where --metrics-cert-dir reads it.
+    const certified = await template(RELEASE, SYSTEM_NS, "metrics.certSecret=metrics-tls");
+    const certDir = (managerContainer(certified).args ?? []).find((a) => a.startsWith("--metrics-cert-dir="));
+    const deployment = findManifest(certified, "Deployment") as DeploymentManifest & {
+      spec: { template: { spec: { volumes?: { name: string; secret?: { secretName: string } }[] } } };
+    };
+    const mount = (managerContainer(certified) as Container & { volumeMounts?: { name: string; mountPath: string }[] })
+      .volumeMounts?.[0];
+    assert.equal(certDir, `--metrics-cert-dir=${mount?.mountPath}`);
+    assert.deepEqual(
+      deployment.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.secret?.secretName,
+      "metrics-tls",
+    );
+
     const off = await template(
       "mig",
       "platform",
@@ -235,18 +259,51 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
       "metrics.serviceMonitor.interval=30s",
     );
     const monitor = findManifest(monitored, "ServiceMonitor") as Manifest & {
-      spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; interval?: string }[] };
+      spec: {
+        selector: { matchLabels: Record<string, string> };
+        endpoints: { port: string; interval?: string; scheme: string; bearerTokenFile?: string }[];
+      };
     };
     const service = findManifest(monitored, "Service") as Manifest & { spec: { ports: { name: string }[] } };
     for (const [key, value] of Object.entries(monitor.spec.selector.matchLabels)) {
       assert.equal(service.metadata.labels?.[key], value, `the metrics Service has ${key}=${value}`);
     }
     assert.deepEqual(
-      monitor.spec.endpoints.map((e) => [e.port, e.interval]),
-      [["metrics", "30s"]],
+      monitor.spec.endpoints.map((e) => [e.port, e.interval, e.scheme, e.bearerTokenFile]),
+      [["metrics", "30s", "https", "/var/run/secrets/kubernetes.io/serviceaccount/token"]],
     );
+    // The same endpoint as config/prometheus's ServiceMonitor.
+    const configMonitor = parseManifests(
+      (await kubectl(["kustomize", path.join(repoRoot, "config/prometheus")])).stdout,
+    ).find((m) => m.kind === "ServiceMonitor") as Manifest & { spec: { endpoints: Record<string, unknown>[] } };
+    const { interval: _interval, ...endpoint } = monitor.spec.endpoints[0] ?? {};
+    void _interval;
+    assert.deepEqual(endpoint, configMonitor.spec.endpoints[0]);
     assert.ok(service.spec.ports.some((p) => p.name === "metrics"));
     assert.ok(!(await template(RELEASE, SYSTEM_NS)).some((m) => m.kind === "ServiceMonitor"), "off by default");
+
+    // The alerts and the dashboard are config/prometheus's and config/grafana's, as they are.
+    const extras = await template(
+      RELEASE,
+      SYSTEM_NS,
+      "metrics.prometheusRule.enabled=true",
+      "metrics.grafanaDashboard.enabled=true",
+    );
+    const configured = async (dir: string, kind: string) =>
+      parseManifests((await kubectl(["kustomize", path.join(repoRoot, "config", dir)])).stdout).find(
+        (m) => m.kind === kind,
+      ) as Manifest & { spec?: unknown; data?: Record<string, string> };
+    const rule = findManifest(extras, "PrometheusRule") as Manifest & { spec: unknown };
+    assert.deepEqual(rule.spec, (await configured("prometheus", "PrometheusRule")).spec);
+    const dashboard = findManifest(extras, "ConfigMap") as Manifest & { data: Record<string, string> };
+    const configDashboard = await configured("grafana", "ConfigMap");
+    assert.equal(dashboard.metadata.name, configDashboard.metadata.name);
+    assert.equal(dashboard.metadata.labels?.grafana_dashboard, "1");
+    const json = (data: Record<string, string> | undefined) =>
+      Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, JSON.parse(v) as unknown]));
+    assert.deepEqual(json(dashboard.data), json(configDashboard.data));
+    const defaults = await template(RELEASE, SYSTEM_NS);
+    assert.ok(!defaults.some((m) => m.kind === "PrometheusRule" || m.kind === "ConfigMap"), "off by default");
   });
 
   it("refuses values the operator would not run with, naming them", async () => {

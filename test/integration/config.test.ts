@@ -3,6 +3,7 @@
 // config/rbac grants: the API server's audit log shows every request allowed, and every granted verb used.
 import assert from "node:assert/strict";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import https from "node:https";
 import path from "node:path";
 import { loadAllYaml } from "@kubernetes/client-node";
 import { MIGRATION_PLANS, type TargetPhase } from "../../src/api/migrationplan.js";
@@ -10,7 +11,7 @@ import { restorableSpec } from "../../src/migration/cutover.js";
 import { type Service } from "../../src/migration/families.js";
 import { probeIPv6ServiceRange } from "../../src/reconciler/precondition.js";
 import { KubeClient, SERVICES } from "../../src/runtime/client.js";
-import { repoRoot, type AuditEvent } from "../../src/testenv/controlplane.js";
+import { freePort, repoRoot, type AuditEvent } from "../../src/testenv/controlplane.js";
 import {
   createIPv6Slice,
   createNamespace,
@@ -38,6 +39,9 @@ const MANAGER_ROLE = "ipv6-migration-operator-manager-role";
 const LEADER_ELECTION_ROLE = "ipv6-migration-operator-leader-election-role";
 const PACER_ROLE = "ipv6-migration-operator-pacer-role";
 const NS = "cfg-shop";
+const METRICS_READER_ROLE = "ipv6-migration-operator-metrics-reader";
+/** A scraper of /metrics, bound to config/rbac's metrics-reader ClusterRole. */
+const SCRAPER: ServiceAccountRef = { namespace: SYSTEM_NS, name: "cfg-prometheus" };
 
 interface PolicyRule {
   apiGroups?: string[];
@@ -142,20 +146,47 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
     return result;
   };
 
-  const startOperator = () => {
+  let metricsAddress = "";
+  const startOperator = (flags: string[] = []) => {
     operator = new KubeconfigOperatorProcess(kubeconfig, [
       "--leader-elect",
       `--leader-election-namespace=${SYSTEM_NS}`,
+      ...flags,
     ]).start();
     return operator;
   };
+
+  /** GET /metrics over HTTPS (the operator's certificate is self-signed) with a bearer token. */
+  const scrape = (token: string) =>
+    new Promise<number>((resolve, reject) => {
+      https
+        .get(
+          `https://${metricsAddress}/metrics`,
+          { rejectUnauthorized: false, headers: { authorization: `Bearer ${token}` } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        )
+        .once("error", reject);
+    });
 
   after(async () => {
     await operator?.stop("SIGKILL");
   });
 
   it("every kustomization builds, and config/default passes a server-side dry run", async () => {
-    for (const dir of ["crd", "rbac", "manager", "default", "samples", "prometheus", "service-probe", "guardrails"]) {
+    for (const dir of [
+      "crd",
+      "rbac",
+      "manager",
+      "default",
+      "samples",
+      "prometheus",
+      "grafana",
+      "service-probe",
+      "guardrails",
+    ]) {
       await kubectl(["kustomize", path.join(CONFIG, dir)]);
     }
     // A dry run creates nothing, so the objects that go into the namespace can only be checked once it exists.
@@ -196,7 +227,7 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
     assert.deepEqual(container?.args, [
       "operator",
       "--leader-elect",
-      "--metrics-bind-address=:8080",
+      "--metrics-bind-address=:8443",
       "--health-probe-bind-address=:8081",
     ]);
   });
@@ -259,7 +290,25 @@ describe("config/: kustomize manifests and least-privilege RBAC", function () {
       original.set(svc.metadata.name, (await createService(env.client, NS, svc)) as Service);
       await createIPv6Slice(env.client, NS, svc.metadata.name, addresses[i] ?? "fd00:7::9");
     }
-    startOperator();
+    // HTTPS /metrics, as config/manager serves it: the operator reviews the scraper's token with its own RBAC.
+    metricsAddress = `127.0.0.1:${await freePort()}`;
+    startOperator([`--metrics-bind-address=${metricsAddress}`]);
+    await kubectl(["create", "serviceaccount", "-n", SCRAPER.namespace, SCRAPER.name]);
+    await kubectl([
+      "create",
+      "clusterrolebinding",
+      "cfg-prometheus-metrics",
+      `--clusterrole=${METRICS_READER_ROLE}`,
+      `--serviceaccount=${SCRAPER.namespace}:${SCRAPER.name}`,
+    ]);
+    const scraperToken = await requestToken(env.client, SCRAPER);
+    await eventually(async () => {
+      try {
+        return (await scrape(scraperToken)) === 200 ? true : undefined;
+      } catch {
+        return undefined; // not listening yet
+      }
+    }, "the metrics-reader's scrape to be served");
     await createPlan(env.client, "config", {
       selector: { namespaces: [NS] },
       rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },

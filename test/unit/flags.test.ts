@@ -36,6 +36,14 @@ describe("CLI flags (node:util parseArgs)", () => {
     assert.equal(parseFlags(["--output=false"], SPECS).string("output"), "false");
   });
 
+  it("a boolean that is on by default (--metrics-secure) is off only when turned off", () => {
+    assert.equal(parseFlags([], SPECS).booleanOr("leader-elect", true), true);
+    assert.equal(parseFlags(["--leader-elect"], SPECS).booleanOr("leader-elect", true), true);
+    assert.equal(parseFlags(["--leader-elect=false"], SPECS).booleanOr("leader-elect", true), false);
+    assert.equal(parseFlags(["--no-leader-elect"], SPECS).booleanOr("leader-elect", true), false);
+    assert.equal(parseFlags([], SPECS).booleanOr("leader-elect", false), false);
+  });
+
   it("ends the flags at --: what follows is positional, even when it looks like a flag", () => {
     const flags = parseFlags(["-h", "--", "--leader-elect=false", "--bogus"], SPECS);
     assert.equal(flags.boolean("help"), true);
