@@ -213,7 +213,7 @@ export class Manager {
         res.writeHead(200, { "content-type": this.metrics.registry.contentType });
         res.end(await this.metrics.registry.metrics());
       };
-      this.addresses.metrics = await this.listen(metricsBindAddress, serve, secure && (await this.tls(secure)));
+      this.addresses.metrics = await this.listen(metricsBindAddress, serve, secure && this.tls(secure));
     }
     if (healthProbeBindAddress !== "0") {
       this.addresses.health = await this.listen(healthProbeBindAddress, (req, res) => {
@@ -226,11 +226,11 @@ export class Manager {
   }
 
   /** The certificate of certDir (read again every minute, so a rotated one is served), else a self-signed one. */
-  private async tls(options: SecureMetricsOptions): Promise<{ material: TlsMaterial; reload?: () => TlsMaterial }> {
+  private tls(options: SecureMetricsOptions): { material: TlsMaterial; reload?: () => TlsMaterial } {
     const { certDir } = options;
     if (!certDir) {
       this.log.info("serving /metrics with a self-signed certificate, as no certificate directory was given");
-      return { material: await selfSignedTlsMaterial() };
+      return { material: selfSignedTlsMaterial() };
     }
     const reload = () => readTlsMaterial(certDir, options.certName, options.keyName);
     return { material: reload(), reload };

@@ -11,6 +11,7 @@ import tls from "node:tls";
 import type { KubeClient } from "./client.js";
 import { realClock, type Clock } from "./clock.js";
 import { errorMessage } from "./log.js";
+import { selfSignedCertificate } from "./self-signed.js";
 
 export const TOKEN_REVIEWS_PATH = "/apis/authentication.k8s.io/v1/tokenreviews";
 export const SUBJECT_ACCESS_REVIEWS_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
@@ -158,35 +159,10 @@ export function readTlsMaterial(dir: string, certName = DEFAULT_CERT_NAME, keyNa
 
 /**
  * A self-signed certificate for when no --metrics-cert-dir is given, as controller-runtime makes one: scrapers
- * then skip verification (insecureSkipVerify) but the token still travels encrypted. ECDSA P-256 from WebCrypto;
- * @peculiar/x509 only writes the certificate. Both are loaded here alone, so plain HTTP never loads them.
+ * then skip verification (insecureSkipVerify) but the token still travels encrypted.
  */
-export async function selfSignedTlsMaterial(names: string[] = defaultHostNames()): Promise<TlsMaterial> {
-  // @peculiar/x509's dependency injection needs the Reflect metadata polyfill before it loads.
-  await import("reflect-metadata");
-  const x509 = await import("@peculiar/x509");
-  const { webcrypto } = await import("node:crypto");
-  x509.cryptoProvider.set(webcrypto);
-  const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
-  const keys = await webcrypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
-  const now = Date.now();
-  const isIP = (name: string) => /^[\d.]+$/.test(name) || name.includes(":");
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: createHash("sha256").update(String(now)).digest("hex").slice(0, 16),
-    name: `CN=${names[0] ?? "localhost"}`,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + SELF_SIGNED_DAYS * 86_400_000),
-    signingAlgorithm: algorithm,
-    keys,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(names.map((n) => ({ type: isIP(n) ? "ip" : "dns", value: n }))),
-    ],
-  });
-  const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey);
-  return { cert: cert.toString("pem"), key: x509.PemConverter.encode(pkcs8, "PRIVATE KEY") };
+export function selfSignedTlsMaterial(names: string[] = defaultHostNames()): TlsMaterial {
+  return selfSignedCertificate(names, SELF_SIGNED_DAYS);
 }
 
 function defaultHostNames(): string[] {

@@ -378,7 +378,7 @@ describe("metrics: HTTPS /metrics with TokenReview and SubjectAccessReview, and 
   it("serves --metrics-cert-dir's certificate, plain HTTP with --metrics-secure=false, and refuses a bad cert dir", async () => {
     const dir = path.join(env.cp.dir, "metrics-certs");
     mkdirSync(dir, { recursive: true });
-    const material = await selfSignedTlsMaterial(["localhost", "127.0.0.1"]);
+    const material = selfSignedTlsMaterial(["localhost", "127.0.0.1"]);
     writeFileSync(path.join(dir, DEFAULT_CERT_NAME), material.cert);
     writeFileSync(path.join(dir, DEFAULT_KEY_NAME), material.key, { mode: 0o600 });
     const certified = `127.0.0.1:${await freePort()}`;
