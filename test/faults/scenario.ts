@@ -783,6 +783,10 @@ export function faultScenario(options: FaultScenarioOptions): void {
     });
 
     afterEach(async function () {
+      // At once, not only in mocha's summary at the end: the full suite runs for half an hour, and a failure often
+      // explains the ones after it.
+      const failure = this.currentTest?.state === "failed" ? this.currentTest.err : undefined;
+      if (failure) console.log(`    [faults] FAILED: ${failure.stack ?? failure.message}`);
       await writer?.stop();
       writerRunning = false;
       await stopOperator();
