@@ -34,6 +34,7 @@ import {
   createIPv6Slice,
   createNamespace,
   createService,
+  eventually,
   sleep,
   useControlPlane,
   waitForCanI,
@@ -731,9 +732,16 @@ export function faultScenario(options: FaultScenarioOptions): void {
         }
       }
       await cleanRun(target);
-      const everyStep = [...stoppedAt.values()].filter(
-        (done) => done.has("patch") || (done.has("dryrun") && done.has("externalname") && done.has("restore")),
-      ).length;
+      const stoppedEverywhere = (done: Set<HookStep>) =>
+        done.has("patch") || (done.has("dryrun") && done.has("externalname") && done.has("restore"));
+      const everyStep = [...stoppedAt.values()].filter(stoppedEverywhere).length;
+      const missed = [...stoppedAt].filter(([, done]) => !stoppedEverywhere(done));
+      if (missed.length > 0) {
+        console.log(
+          `    [faults] towards ${target}, not stopped at every step: ` +
+            missed.map(([key, done]) => `${key} (stopped after ${[...done].join(", ") || "nothing"})`).join("; "),
+        );
+      }
       return { fired, everyStep };
     }
 
@@ -1176,21 +1184,26 @@ export function faultScenario(options: FaultScenarioOptions): void {
         assert.equal(out.code, 0, out.stderr);
         return (JSON.parse(out.stdout) as { items: KubeEvent[] }).items;
       };
-      const onServices = await events("Drifted");
-      const onPlan = await events("ServiceDrifted");
+      // Events are written beside the status, not before it (fire and forget): wait for them, not only the status.
       for (const m of reverted) {
-        assert.ok(
-          onServices.some(
-            (e) =>
-              e.involvedObject?.namespace === m.namespace &&
-              e.involvedObject.name === m.name &&
-              e.message?.includes("kustomize-controller"),
-          ),
-          `a Drifted event on ${m.key} names kustomize-controller`,
+        await eventually(
+          async () =>
+            (await events("Drifted")).some(
+              (e) =>
+                e.involvedObject?.namespace === m.namespace &&
+                e.involvedObject.name === m.name &&
+                e.message?.includes("kustomize-controller"),
+            ) || undefined,
+          `a Drifted event on ${m.key} naming kustomize-controller`,
+          30_000,
         );
-        assert.ok(
-          onPlan.some((e) => e.message?.includes(`${m.key}: changed back by kustomize-controller`)),
-          `a ServiceDrifted event on the plan names ${m.key} and kustomize-controller`,
+        await eventually(
+          async () =>
+            (await events("ServiceDrifted")).some((e) =>
+              e.message?.includes(`${m.key}: changed back by kustomize-controller`),
+            ) || undefined,
+          `a ServiceDrifted event on the plan naming ${m.key} and kustomize-controller`,
+          30_000,
         );
       }
       await sleep(3000);
