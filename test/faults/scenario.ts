@@ -994,6 +994,8 @@ export function faultScenario(options: FaultScenarioOptions): void {
             ? `; Services stopped at every step of their own writes: ${towards.everyStep}/${moving} towards IPv6Only, ${back.everyStep}/${moving} back`
             : ""),
       );
+      // Before the assertions: a failure here must not leave the next tests one Service per batch.
+      await setPlan({ rollout: { batchSize: 10 } });
       for (const step of HOOK_STEPS) {
         assert.ok(towards.fired[step] >= 1, `kill-after:${step} fired towards IPv6Only`);
         assert.ok(back.fired[step] >= 1, `kill-after:${step} fired rolling back`);
@@ -1002,7 +1004,6 @@ export function faultScenario(options: FaultScenarioOptions): void {
         assert.equal(towards.everyStep, moving, "every moving Service was stopped at every step towards IPv6Only");
         assert.equal(back.everyStep, moving, "every moving Service was stopped at every step rolling back");
       }
-      await setPlan({ rollout: { batchSize: 10 } });
     });
 
     it("absorbs 409s from a concurrent writer and keeps all of its label and annotation changes", async function () {
