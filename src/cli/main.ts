@@ -4,12 +4,11 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
-import { ApiError, KubeClient } from "../runtime/client.js";
-import { createLogger, errorMessage } from "../runtime/log.js";
-import { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI } from "../reconciler/operator.js";
-import { parseDuration } from "../migration/plan.js";
-import { audit, formatAudit } from "./audit.js";
+// Only Node's modules, the flags and the start-up step are loaded before a command runs: the start-up step must
+// come before client-node is loaded (../runtime/startup.ts), and `--help` or `version` need nothing else.
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import { errorMessage } from "../runtime/errors.js";
+import { loadSlimClientNode, reexecWithMemoryLimits } from "../runtime/startup.js";
 import { formatFlags, HELP_FLAG, parseFlags, UsageError, type FlagSpecs, type ParsedFlags } from "./flags.js";
 
 const KUBECTL_PLUGIN_PREFIX = "kubectl-";
@@ -55,7 +54,8 @@ function clientNodeVersion(): string {
   return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
 }
 
-function parseFlagDuration(name: string, value: string | undefined, fallbackMs: number): number {
+async function parseFlagDuration(name: string, value: string | undefined, fallbackMs: number): Promise<number> {
+  const { parseDuration } = await import("../migration/plan.js");
   try {
     return parseDuration(value, fallbackMs);
   } catch {
@@ -63,7 +63,9 @@ function parseFlagDuration(name: string, value: string | undefined, fallbackMs: 
   }
 }
 
-function loadKubeConfig(flags: ParsedFlags): KubeConfig {
+async function loadKubeConfig(flags: ParsedFlags): Promise<KubeConfig> {
+  loadSlimClientNode();
+  const { KubeConfig } = await import("@kubernetes/client-node/dist/config.js");
   const kc = new KubeConfig();
   const file = flags.string("kubeconfig");
   if (file) kc.loadFromFile(file);
@@ -80,12 +82,26 @@ function loadKubeConfig(flags: ParsedFlags): KubeConfig {
 }
 
 async function operator(flags: ParsedFlags): Promise<number> {
+  // Before anything is loaded or written: this may replace the process by itself with V8's memory limits set.
+  reexecWithMemoryLimits();
+  loadSlimClientNode();
+  const [{ createLogger }, { ApiError, KubeClient }, { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI }] =
+    await Promise.all([
+      import("../runtime/log.js"),
+      import("../runtime/client.js"),
+      import("../reconciler/operator.js"),
+    ]);
   const logger = createLogger({ level: flags.string("log-level") });
-  const preflightIntervalMs = parseFlagDuration("preflight-interval", flags.string("preflight-interval"), 300_000);
+  const preflightIntervalMs = await parseFlagDuration(
+    "preflight-interval",
+    flags.string("preflight-interval"),
+    300_000,
+  );
   const pacing = flags.string("cutover-pacing");
   // "0" is a duration here too: pacing off.
-  const cutoverPacingMs = pacing === "0" ? 0 : parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
-  const client = new KubeClient(loadKubeConfig(flags));
+  const cutoverPacingMs =
+    pacing === "0" ? 0 : await parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
+  const client = new KubeClient(await loadKubeConfig(flags));
   try {
     await preflightAPI(client);
   } catch (err) {
@@ -125,7 +141,12 @@ async function auditCommand(flags: ParsedFlags): Promise<number> {
   if (output !== "table" && output !== "json" && output !== "yaml") {
     throw new UsageError(`--output must be table, json or yaml, not "${output}"`);
   }
-  const client = new KubeClient(loadKubeConfig(flags), AUDIT_USER_AGENT);
+  loadSlimClientNode();
+  const [{ KubeClient }, { audit, formatAudit }] = await Promise.all([
+    import("../runtime/client.js"),
+    import("./audit.js"),
+  ]);
+  const client = new KubeClient(await loadKubeConfig(flags), AUDIT_USER_AGENT);
   const report = await audit(client, {
     namespaces: flags.list("namespace"),
     excludeNamespaces: flags.list("exclude-namespace"),

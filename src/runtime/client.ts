@@ -1,7 +1,10 @@
 // A thin REST client over client-node's auth and TLS. It returns the server's JSON as plain objects:
 // client-node's generated APIs turn every item into a model class, which for a 10k-object LIST costs time
 // and about three times the memory that the cache actually needs.
-import { KubeConfig, RequestContext } from "@kubernetes/client-node";
+// client-node's config and request modules, not its index: the index loads every generated API and model (see
+// ./startup.ts, which keeps config.js from loading them too).
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import { RequestContext } from "@kubernetes/client-node/dist/gen/http/http.js";
 import { fetch } from "undici";
 
 export interface ResourceType {
