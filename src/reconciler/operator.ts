@@ -70,7 +70,11 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   if (serviceCIDRs) manager.addInformer(serviceCIDRs);
   manager.addInformer(nodes);
   manager.addInformer(networkPolicies);
-  const events = new EventRecorder(client, { component: OPERATOR_NAME, logger });
+  const events = new EventRecorder(client, {
+    component: OPERATOR_NAME,
+    logger,
+    onResult: (result) => manager.metrics.events.inc({ result }),
+  });
   // One writer for both controllers: each must know when the cache has seen the other's writes.
   const writer = new ServiceWriter(client, logger, new WriteExpectations(realClock), options.writeHooks);
   const pacingMs = options.cutoverPacingMs ?? DEFAULT_CUTOVER_PACING_MS;
