@@ -21,6 +21,8 @@ const DEFAULT_LEADER_ELECTION_NAMESPACE = "ipv6-migration-system";
 const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const AUDIT_USER_AGENT = "ipv6-migrate-audit";
 const EXIT_USAGE = 2;
+/** More writes in flight than this only queue inside the API server (its max-mutating-requests-inflight is 200). */
+const MAX_WRITE_CONCURRENCY = 200;
 const EXIT_IPV4_ONLY_REMAIN = 3;
 
 const CONNECTION_FLAGS: FlagSpecs = {
@@ -63,6 +65,14 @@ async function parseFlagDuration(name: string, value: string | undefined, fallba
   }
 }
 
+function parseCount(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > MAX_WRITE_CONCURRENCY) {
+    throw new UsageError(`--${name} must be a whole number from 1 to ${MAX_WRITE_CONCURRENCY}, not "${value}"`);
+  }
+  return Number(value);
+}
+
 async function loadKubeConfig(flags: ParsedFlags): Promise<KubeConfig> {
   loadSlimClientNode();
   const { KubeConfig } = await import("@kubernetes/client-node/dist/config.js");
@@ -85,7 +95,11 @@ async function operator(flags: ParsedFlags): Promise<number> {
   // Before anything is loaded or written: this may replace the process by itself with V8's memory limits set.
   reexecWithMemoryLimits();
   loadSlimClientNode();
-  const [{ createLogger }, { ApiError, KubeClient }, { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI }] =
+  const [
+    { createLogger },
+    { ApiError, KubeClient },
+    { DEFAULT_CUTOVER_PACING_MS, DEFAULT_WRITE_CONCURRENCY, buildOperator, preflightAPI },
+  ] =
     await Promise.all([
       import("../runtime/log.js"),
       import("../runtime/client.js"),
@@ -101,6 +115,7 @@ async function operator(flags: ParsedFlags): Promise<number> {
   // "0" is a duration here too: pacing off.
   const cutoverPacingMs =
     pacing === "0" ? 0 : await parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
+  const writeConcurrency = parseCount("write-concurrency", flags.string("write-concurrency"), DEFAULT_WRITE_CONCURRENCY);
   const client = new KubeClient(await loadKubeConfig(flags));
   try {
     await preflightAPI(client);
@@ -128,6 +143,7 @@ async function operator(flags: ParsedFlags): Promise<number> {
     healthProbeBindAddress: flags.string("health-probe-bind-address") ?? ":8081",
     leaderElect: flags.boolean("leader-elect"),
     cutoverPacingMs,
+    writeConcurrency,
     leaderElectionNamespace: namespace,
     preflightIntervalMs,
   });
@@ -216,6 +232,11 @@ const COMMANDS: Record<string, Command> = {
         type: "string",
         value: "DURATION",
         help: "wait after the write that makes kube-proxy sync before a batch of cutovers; 0 turns pacing off (default 150ms)",
+      },
+      "write-concurrency": {
+        type: "string",
+        value: "N",
+        help: "Service writes in flight at once within a batch (default 8)",
       },
       ...HELP_FLAG,
     },

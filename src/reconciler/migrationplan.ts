@@ -72,8 +72,12 @@ import type { KubeProxyPacer } from "./pacer.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 import { ipv6ServiceRange, snapshotFromCaches, type Caches } from "./snapshot.js";
 
-/** Service writes in flight at once within a batch. */
-const CONCURRENCY = 8;
+/**
+ * Service writes in flight at once within a batch, unless the operator is told otherwise (--write-concurrency).
+ * Against kube-apiserver on 2 cores, a rollout's time stopped falling beyond about 8 (bench/README.md): each
+ * write that allocates a ClusterIP is bound by the server's allocator, not by the round trip.
+ */
+export const DEFAULT_WRITE_CONCURRENCY = 8;
 /** How long a dry-run probe's answer about the Service range is trusted, where ServiceCIDR is not served. */
 const PROBE_TTL_MS = 300_000;
 /** A safety net only: the watch event of the write itself reconciles the plan again. */
@@ -91,6 +95,8 @@ export interface MigrationPlanReconcilerOptions {
   writer?: ServiceWriter;
   /** Makes kube-proxy sync just before each batch of cutovers (./pacer.ts); none: cutovers are not paced. */
   pacer?: KubeProxyPacer;
+  /** Service writes in flight at once within a batch; DEFAULT_WRITE_CONCURRENCY by default. */
+  writeConcurrency?: number;
 }
 
 export class MigrationPlanReconciler implements Reconciler {
@@ -104,6 +110,7 @@ export class MigrationPlanReconciler implements Reconciler {
   /** The admission policies of spec.newServices. */
   private readonly guardrails: NewServiceGuardrails;
   private readonly pacer: KubeProxyPacer | undefined;
+  private readonly writeConcurrency: number;
   /** Plan writes (status, finalizer) the cache has not shown yet (the Service writes have theirs, in the writer). */
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
@@ -122,6 +129,7 @@ export class MigrationPlanReconciler implements Reconciler {
       options.writer ?? new ServiceWriter(options.client, options.logger, new WriteExpectations(options.clock));
     this.guardrails = new NewServiceGuardrails(options.client, options.logger, options.clock, this.preflightIntervalMs);
     this.pacer = options.pacer;
+    this.writeConcurrency = options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY;
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -281,7 +289,7 @@ export class MigrationPlanReconciler implements Reconciler {
     return this.probed.capability;
   }
 
-  /** The step's writes, CONCURRENCY at a time; a Forbidden answer stops them all (the rollout stalls). */
+  /** The step's writes, writeConcurrency at a time; a Forbidden answer stops them all (the rollout stalls). */
   private async write(
     plan: MigrationPlan,
     step: RolloutStep,
@@ -320,7 +328,7 @@ export class MigrationPlanReconciler implements Reconciler {
         await this.writeOne(plan, next, tally, outcome);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, writes.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.writeConcurrency, writes.length) }, worker));
   }
 
   private async writeOne(

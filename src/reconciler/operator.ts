@@ -8,7 +8,9 @@ import { EventRecorder } from "../runtime/events.js";
 import type { Logger } from "../runtime/log.js";
 import { Manager } from "../runtime/manager.js";
 import { GROUP, MIGRATION_PLANS, OPERATOR_NAME } from "../api/migrationplan.js";
-import { MigrationPlanReconciler } from "./migrationplan.js";
+import { DEFAULT_WRITE_CONCURRENCY, MigrationPlanReconciler } from "./migrationplan.js";
+
+export { DEFAULT_WRITE_CONCURRENCY };
 import { inCutover, OrphanedCutoverReconciler } from "./cutover.js";
 import { KubeProxyPacer } from "./pacer.js";
 import { ServiceWriter, type WriteHooks } from "./service-writer.js";
@@ -33,6 +35,8 @@ export interface OperatorOptions {
    * leader-election namespace, its own; 0 turns pacing off. Default 150 ms.
    */
   cutoverPacingMs?: number;
+  /** Service writes in flight at once within a batch (DEFAULT_WRITE_CONCURRENCY by default). */
+  writeConcurrency?: number;
 }
 
 /** Checks what the operator cannot run without, with a message a person can act on. */
@@ -98,6 +102,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     preflightIntervalMs: options.preflightIntervalMs,
     writer,
     pacer,
+    writeConcurrency: options.writeConcurrency,
   });
   const controller = new Controller({
     name: "migrationplan",
