@@ -9,7 +9,7 @@ import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
 import { WriteExpectations } from "../runtime/expectations.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
-import { keyOf, mergePatchTo } from "../runtime/object.js";
+import { keyOf, mergePatchTo, type Condition } from "../runtime/object.js";
 import {
   EVENT_REASONS,
   FIELD_MANAGER,
@@ -80,6 +80,12 @@ import { ipv6ServiceRange, snapshotFromCaches, type Caches } from "./snapshot.js
 export const DEFAULT_WRITE_CONCURRENCY = 8;
 /** How long a dry-run probe's answer about the Service range is trusted, where ServiceCIDR is not served. */
 const PROBE_TTL_MS = 300_000;
+/**
+ * At most one status write per plan in this interval, when only its counts changed (progress, summary): in a large
+ * batch every write's watch event reconciles the plan, and each would otherwise write the status. A change of
+ * phase or of a condition is written at once.
+ */
+const STATUS_WRITE_INTERVAL_MS = 1_000;
 /** A safety net only: the watch event of the write itself reconciles the plan again. */
 const CACHE_CATCH_UP_MS = 5_000;
 
@@ -97,6 +103,8 @@ export interface MigrationPlanReconcilerOptions {
   pacer?: KubeProxyPacer;
   /** Service writes in flight at once within a batch; DEFAULT_WRITE_CONCURRENCY by default. */
   writeConcurrency?: number;
+  /** Told of every status write (for status_writes_total). */
+  onStatusWrite?: () => void;
 }
 
 export class MigrationPlanReconciler implements Reconciler {
@@ -111,6 +119,9 @@ export class MigrationPlanReconciler implements Reconciler {
   private readonly guardrails: NewServiceGuardrails;
   private readonly pacer: KubeProxyPacer | undefined;
   private readonly writeConcurrency: number;
+  private readonly onStatusWrite: () => void;
+  /** When each plan's status was last written by this process. */
+  private readonly statusWrittenAt = new Map<string, number>();
   /** Plan writes (status, finalizer) the cache has not shown yet (the Service writes have theirs, in the writer). */
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
@@ -130,6 +141,7 @@ export class MigrationPlanReconciler implements Reconciler {
     this.guardrails = new NewServiceGuardrails(options.client, options.logger, options.clock, this.preflightIntervalMs);
     this.pacer = options.pacer;
     this.writeConcurrency = options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY;
+    this.onStatusWrite = options.onStatusWrite ?? (() => undefined);
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -165,6 +177,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const cached = this.caches.plans.store.get(name);
     if (!cached) {
       this.scans.delete(name);
+      this.statusWrittenAt.delete(name);
       this.guardrails.forget(name);
       return undefined;
     }
@@ -463,6 +476,11 @@ export class MigrationPlanReconciler implements Reconciler {
       now: () => new Date(this.clock.now()).toISOString(),
     });
     if (!sameStatus(plan.status, status)) {
+      const name = plan.metadata.name;
+      const wait = (this.statusWrittenAt.get(name) ?? -Infinity) + STATUS_WRITE_INTERVAL_MS - this.clock.now();
+      if (wait > 0 && sameStage(plan.status, status)) {
+        return { requeueAfterMs: Math.max(0, Math.min(requeueAfterMs ?? Infinity, wait)) };
+      }
       if (parts.stalled && plan.status?.phase !== "Stalled") {
         this.event(plan, "Warning", EVENT_REASONS.stalled, `${parts.stalled.reason}: ${parts.stalled.message}`);
       }
@@ -485,6 +503,8 @@ export class MigrationPlanReconciler implements Reconciler {
         },
       );
       this.planWrites.wrote(plan.metadata.name, plan.metadata.resourceVersion, updated.metadata.resourceVersion);
+      this.statusWrittenAt.set(name, this.clock.now());
+      this.onStatusWrite();
     }
     return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(0, requeueAfterMs) } : undefined;
   }
@@ -554,6 +574,14 @@ function deletionDone(plan: MigrationPlan, tally: Tally, decisions: Write[]): bo
   if (decisions.some((d) => d.decision.action === "resume")) return false;
   if ((plan.spec.deletionPolicy ?? "Orphan") === "Orphan") return true;
   return tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
+}
+
+/** Whether two statuses differ in counts only: the same phase, and every condition with the same status and reason. */
+function sameStage(before: MigrationPlan["status"], after: NonNullable<MigrationPlan["status"]>): boolean {
+  if (!before || before.phase !== after.phase || before.observedGeneration !== after.observedGeneration) return false;
+  const stage = (conditions: Condition[] | undefined) =>
+    JSON.stringify((conditions ?? []).map((c) => [c.type, c.status, c.reason, c.observedGeneration]).sort());
+  return stage(before.conditions) === stage(after.conditions);
 }
 
 /** Which parts of the status a write changes, for the debug log: top-level fields, and conditions by type. */

@@ -103,6 +103,7 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     writer,
     pacer,
     writeConcurrency: options.writeConcurrency,
+    onStatusWrite: () => manager.metrics.statusWrites.inc({ kind: "MigrationPlan" }),
   });
   const controller = new Controller({
     name: "migrationplan",
