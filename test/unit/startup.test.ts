@@ -10,18 +10,27 @@ const STARTUP = path.join(here, "../../src/runtime/startup.js");
 const MIB = 2 ** 20;
 
 describe("start-up: V8 memory limits and client-node's slim loading", () => {
-  it("sets the young generation's limit, and the old generation's from a container's memory limit", () => {
-    assert.deepEqual(memoryFlags([], undefined, 0), [`--max-semi-space-size=${MAX_SEMI_SPACE_MIB}`]);
-    assert.deepEqual(memoryFlags([], "", 2 ** 62), [`--max-semi-space-size=${MAX_SEMI_SPACE_MIB}`]);
+  const OURS = ["--heap-growing-percent=20", "--gc-memory-reducer-start-delay-ms=1000"];
+
+  it("sets the young generation's limit, the old generation's from a container's memory limit, and heap growth", () => {
+    assert.deepEqual(memoryFlags([], undefined, 0), [`--max-semi-space-size=${MAX_SEMI_SPACE_MIB}`, ...OURS]);
+    assert.deepEqual(memoryFlags([], "", 2 ** 62), [`--max-semi-space-size=${MAX_SEMI_SPACE_MIB}`, ...OURS]);
     assert.deepEqual(memoryFlags([], undefined, 512 * MIB), [
       `--max-semi-space-size=${MAX_SEMI_SPACE_MIB}`,
       "--max-old-space-size=384",
+      ...OURS,
     ]);
   });
 
-  it("leaves the limits to the user who set any of them", () => {
-    assert.deepEqual(memoryFlags(["--max-old-space-size=100"], undefined, 0), []);
-    assert.deepEqual(memoryFlags([], "--max-semi-space-size=16 --max-old-space-size=384", 512 * MIB), []);
+  it("leaves each flag the user gave to the user, and re-execs no more once they are all given", () => {
+    assert.deepEqual(memoryFlags(["--max-old-space-size=100"], undefined, 512 * MIB), [
+      `--max-semi-space-size=${MAX_SEMI_SPACE_MIB}`,
+      ...OURS,
+    ]);
+    assert.deepEqual(memoryFlags([], "--max-semi-space-size=16 --max-old-space-size=384", 512 * MIB), OURS);
+    assert.deepEqual(memoryFlags(["--max-heap-size=200"], undefined, 512 * MIB), OURS);
+    const first = memoryFlags([], undefined, 512 * MIB);
+    assert.deepEqual(memoryFlags(first, undefined, 512 * MIB), []);
   });
 
   it("loads KubeConfig, which authenticates as before, without client-node's generated APIs and models", async () => {
