@@ -51,7 +51,9 @@ export function renderReadme(r: Results): string {
   p();
   p("```sh");
   p("make bench        # build + testenv + node dist/bench/run.js");
-  p("# a quick look: BENCH_SIZES=1000,5000 BENCH_REPS=1 BENCH_STEADY_S=10 BENCH_ROLLOUT=200,500 BENCH_SWEEP=4,8 node dist/bench/run.js");
+  p(
+    "# a quick look: BENCH_SIZES=1000,5000 BENCH_REPS=1 BENCH_STEADY_S=10 BENCH_ROLLOUT=200,500 BENCH_SWEEP=4,8 node dist/bench/run.js",
+  );
   p("```");
   p();
   p(`The last run took ${Math.floor(r.durationS / 60)} min ${r.durationS % 60} s (${r.generatedAt}). Logs of every`);
@@ -127,7 +129,9 @@ export function renderReadme(r: Results): string {
   p("## 1. Audit: time to `Audited`");
   p();
   p(`N Services, spread over ${r.audit.namespaces} namespaces, and a plan (targetPhase Audit) that names all`);
-  p(`of them, created before the operator starts. One control plane serves ${r.audit.points.map((pt) => n(pt.services)).join(", ")} (Services are added,`);
+  p(
+    `of them, created before the operator starts. One control plane serves ${r.audit.points.map((pt) => n(pt.services)).join(", ")} (Services are added,`,
+  );
   p("never recreated); each run is a fresh operator process and a fresh plan.");
   p();
   p("- **operator**: spawn of `node dist/src/cli/main.js operator` until the plan's `Audited` condition is True at");
@@ -139,7 +143,9 @@ export function renderReadme(r: Results): string {
   p("  too, so both pay Node's start and module loading, and both keep every object they read;");
   p("- **client-go** (for reference): spawn of `informer-baseline` until its Service informer `HasSynced`.");
   p();
-  p("| Services | operator (as shipped) | with the Deployment's env | floor | ratio (as shipped) | client-go informer synced |");
+  p(
+    "| Services | operator (as shipped) | with the Deployment's env | floor | ratio (as shipped) | client-go informer synced |",
+  );
   p("| --- | --- | --- | --- | --- | --- |");
   for (const pt of r.audit.points) {
     p(
@@ -226,7 +232,9 @@ export function renderReadme(r: Results): string {
   p("Plan status writes during each rollout (from the audit log), and the operator's own counts at its end");
   p("(`status_writes_total`, `events_recorded_total{result}`, which include the audit before the rollout):");
   p();
-  p("| Services | run | status writes in the rollout | per second | most in any 1 s | operator: status writes / Events written / dropped / failed |");
+  p(
+    "| Services | run | status writes in the rollout | per second | most in any 1 s | operator: status writes / Events written / dropped / failed |",
+  );
   p("| --- | --- | --- | --- | --- | --- |");
   for (const ro of r.rollouts) {
     ro.reps.forEach((rep, i) => {
@@ -238,7 +246,9 @@ export function renderReadme(r: Results): string {
   }
   p();
   const sp = r.writes.steadyPerMinute;
-  p(`At steady state (${sp.windowS} s of waiting after \`DualStackComplete\` + 5 s, in the first run), writes per minute:`);
+  p(
+    `At steady state (${sp.windowS} s of waiting after \`DualStackComplete\` + 5 s, in the first run), writes per minute:`,
+  );
   p();
   p("| Service and plan | Events | other | total (operator) | kube-apiserver's own (Leases, IPAddresses) |");
   p("| --- | --- | --- | --- | --- |");
@@ -275,7 +285,13 @@ export function renderReadme(r: Results): string {
   p("| --- | --- | --- | --- | --- | --- |");
   for (const ro of r.rollouts) {
     p(
-      `| ${n(ro.services)} | ${mib(ro.memory.operatorRssBytes)} | ${mib(ro.memory.operatorHeapUsedBytes)} | ${mib(ro.memory.clientGoRssBytes)} | ${x(ro.memory.ratio)} | ${runs(ro.reps.map((rep) => rep.operatorRssBytes), mib)} / ${runs(ro.reps.map((rep) => rep.clientGoRssBytes), mib)} |`,
+      `| ${n(ro.services)} | ${mib(ro.memory.operatorRssBytes)} | ${mib(ro.memory.operatorHeapUsedBytes)} | ${mib(ro.memory.clientGoRssBytes)} | ${x(ro.memory.ratio)} | ${runs(
+        ro.reps.map((rep) => rep.operatorRssBytes),
+        mib,
+      )} / ${runs(
+        ro.reps.map((rep) => rep.clientGoRssBytes),
+        mib,
+      )} |`,
     );
   }
   p();
@@ -309,7 +325,8 @@ export function renderReadme(r: Results): string {
   return lines.join("\n") + "\n";
 }
 
-function maxPerSecond(atMs: number[]): number {
+/** The most of these moments (ms) within any 1 s. */
+export function maxPerSecond(atMs: number[]): number {
   const sorted = [...atMs].sort((a, b) => a - b);
   let best = 0;
   for (let i = 0, j = 0; i < sorted.length; i++) {

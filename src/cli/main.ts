@@ -99,12 +99,11 @@ async function operator(flags: ParsedFlags): Promise<number> {
     { createLogger },
     { ApiError, KubeClient },
     { DEFAULT_CUTOVER_PACING_MS, DEFAULT_WRITE_CONCURRENCY, buildOperator, preflightAPI },
-  ] =
-    await Promise.all([
-      import("../runtime/log.js"),
-      import("../runtime/client.js"),
-      import("../reconciler/operator.js"),
-    ]);
+  ] = await Promise.all([
+    import("../runtime/log.js"),
+    import("../runtime/client.js"),
+    import("../reconciler/operator.js"),
+  ]);
   const logger = createLogger({ level: flags.string("log-level") });
   const preflightIntervalMs = await parseFlagDuration(
     "preflight-interval",
@@ -115,7 +114,11 @@ async function operator(flags: ParsedFlags): Promise<number> {
   // "0" is a duration here too: pacing off.
   const cutoverPacingMs =
     pacing === "0" ? 0 : await parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
-  const writeConcurrency = parseCount("write-concurrency", flags.string("write-concurrency"), DEFAULT_WRITE_CONCURRENCY);
+  const writeConcurrency = parseCount(
+    "write-concurrency",
+    flags.string("write-concurrency"),
+    DEFAULT_WRITE_CONCURRENCY,
+  );
   const client = new KubeClient(await loadKubeConfig(flags));
   try {
     await preflightAPI(client);
