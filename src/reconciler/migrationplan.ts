@@ -3,7 +3,7 @@
 // which of those writes to make now, makes them, and writes the plan's status (only on change). What it does
 // next follows from the cluster and the plan's status alone; the only state kept in memory is write expectations
 // (has the cache seen our own writes yet?) and caches of facts that are read again when absent.
-import { ApiError, isConflict, isForbidden, isNotFound, type KubeClient } from "../runtime/client.js";
+import { ApiError, isConflict, isForbidden, isNotFound, isUnavailable, type KubeClient } from "../runtime/client.js";
 import type { Clock } from "../runtime/clock.js";
 import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
@@ -324,6 +324,8 @@ export class MigrationPlanReconciler implements Reconciler {
     await this.writeConcurrently(plan, cutovers, tally, outcome, signal);
     const others = step.writes.filter((w) => w.decision.action !== "cutover");
     await this.writeConcurrently(plan, others, tally, outcome, signal);
+    // The reconcile fails and is retried (at once when the manager sees the server answer again).
+    if (outcome.unavailable !== undefined) throw outcome.unavailable;
     return outcome;
   }
 
@@ -337,7 +339,11 @@ export class MigrationPlanReconciler implements Reconciler {
     const queue = [...writes];
     const worker = async () => {
       // Shutting down: no new Service is started; one in the middle of its writes is finished.
-      for (let next = queue.shift(); next && !outcome.stalled && !signal.aborted; next = queue.shift()) {
+      for (
+        let next = queue.shift();
+        next && !outcome.stalled && outcome.unavailable === undefined && !signal.aborted;
+        next = queue.shift()
+      ) {
         await this.writeOne(plan, next, tally, outcome);
       }
     };
@@ -358,6 +364,13 @@ export class MigrationPlanReconciler implements Reconciler {
       }
     } catch (err) {
       if (isConflict(err) || isNotFound(err)) return; // the cache was behind: the next reconcile sees the change
+      if (isUnavailable(err)) {
+        // No answer, or a 5xx: the server could not serve, which says nothing about the Service. A kube-apiserver
+        // that has just started answers 500 "range is full" until its ClusterIP allocator has synced (the outage
+        // test): such a write is tried again, not held against the Service.
+        outcome.unavailable ??= err;
+        return;
+      }
       if (isForbidden(err)) {
         const e = err as ApiError;
         outcome.stalled = {
