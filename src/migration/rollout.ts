@@ -150,7 +150,7 @@ export interface BatchOutcome {
   /** Set when a write was refused in a way that stops the rollout (Forbidden). */
   stalled?: Stall;
   /** Set when the server could not serve a write (no answer, or a 5xx): the batch stops and is tried again. */
-  unavailable?: unknown;
+  unavailable?: Error;
 }
 
 export interface AfterBatch {

@@ -368,7 +368,7 @@ export class MigrationPlanReconciler implements Reconciler {
         // No answer, or a 5xx: the server could not serve, which says nothing about the Service. A kube-apiserver
         // that has just started answers 500 "range is full" until its ClusterIP allocator has synced (the outage
         // test): such a write is tried again, not held against the Service.
-        outcome.unavailable ??= err;
+        outcome.unavailable ??= err instanceof Error ? err : new Error(errorMessage(err));
         return;
       }
       if (isForbidden(err)) {
