@@ -276,15 +276,14 @@ export class Child {
     command: string,
     args: string[],
     logName: string,
-    options: { env?: Record<string, string>; stdoutToLog?: boolean } = {},
+    options: { env?: Record<string, string>; unsetEnv?: string[]; stdoutToLog?: boolean } = {},
   ) {
     mkdirSync(OUT_DIR, { recursive: true });
     const fd = openSync(path.join(OUT_DIR, logName), "w");
+    const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+    for (const name of options.unsetEnv ?? []) delete env[name];
     this.startedAt = performance.now();
-    this.child = spawn(command, args, {
-      stdio: ["ignore", options.stdoutToLog ? fd : "pipe", fd],
-      env: { ...process.env, ...options.env },
-    });
+    this.child = spawn(command, args, { stdio: ["ignore", options.stdoutToLog ? fd : "pipe", fd], env });
     closeSync(fd);
     this.exit = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve(signal ? -1 : code)));
   }
@@ -324,12 +323,20 @@ export class Child {
   }
 }
 
+/**
+ * How the operator is started: "shipped" as a user runs `ipv6-migrate operator` (no NODE_OPTIONS nor
+ * MALLOC_ARENA_MAX from outside: what the program sets for itself), "deployment" with config/manager's env.
+ */
+export type OperatorEnv = "shipped" | "deployment";
+
 /** The operator through `ipv6-migrate operator`, with /metrics on a free port for its heap and request counts. */
 export class OperatorChild extends Child {
   constructor(
     readonly metricsPort: number,
     kubeconfig: string,
     logName: string,
+    mode: OperatorEnv = "deployment",
+    extraArgs: string[] = [],
   ) {
     super(
       process.execPath,
@@ -343,15 +350,26 @@ export class OperatorChild extends Child {
         "--health-probe-bind-address=0",
         // Debug adds one line per reconcile here ("preflight scan"), whose timestamp splits the audit time.
         "--log-level=debug",
+        ...extraArgs,
       ],
       logName,
-      // As config/manager runs it: its NODE_OPTIONS and MALLOC_ARENA_MAX shape both the speed and the RSS.
-      { env: { ...shippedContainer().env, LOG_FORMAT: "json" }, stdoutToLog: true },
+      // As config/manager runs it, its NODE_OPTIONS and MALLOC_ARENA_MAX shape both the speed and the RSS; as
+      // shipped, none from this process's environment either.
+      {
+        env: mode === "deployment" ? { ...shippedContainer().env, LOG_FORMAT: "json" } : { LOG_FORMAT: "json" },
+        unsetEnv: mode === "shipped" ? ["NODE_OPTIONS", "MALLOC_ARENA_MAX"] : [],
+        stdoutToLog: true,
+      },
     );
   }
 
-  static async start(kubeconfig: string, logName: string): Promise<OperatorChild> {
-    return new OperatorChild(await freePort(), kubeconfig, logName);
+  static async start(
+    kubeconfig: string,
+    logName: string,
+    mode: OperatorEnv = "deployment",
+    extraArgs: string[] = [],
+  ): Promise<OperatorChild> {
+    return new OperatorChild(await freePort(), kubeconfig, logName, mode, extraArgs);
   }
 
   async metrics(): Promise<Sample[]> {

@@ -4,13 +4,12 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
-import { ApiError, KubeClient } from "../runtime/client.js";
-import { createLogger, errorMessage } from "../runtime/log.js";
+// Only Node's modules, the flags and the start-up step are loaded before a command runs: the start-up step must
+// come before client-node is loaded (../runtime/startup.ts), and `--help` or `version` need nothing else.
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import { errorMessage } from "../runtime/errors.js";
+import { loadSlimClientNode, reexecWithMemoryLimits } from "../runtime/startup.js";
 import { DEFAULT_CERT_NAME, DEFAULT_KEY_NAME, readTlsMaterial } from "../runtime/secure-serving.js";
-import { DEFAULT_CUTOVER_PACING_MS, buildOperator, preflightAPI } from "../reconciler/operator.js";
-import { parseDuration } from "../migration/plan.js";
-import { audit, formatAudit } from "./audit.js";
 import { formatFlags, HELP_FLAG, parseFlags, UsageError, type FlagSpecs, type ParsedFlags } from "./flags.js";
 
 const KUBECTL_PLUGIN_PREFIX = "kubectl-";
@@ -26,6 +25,8 @@ const DEFAULT_INSECURE_METRICS_ADDRESS = ":8080";
 const SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const AUDIT_USER_AGENT = "ipv6-migrate-audit";
 const EXIT_USAGE = 2;
+/** More writes in flight than this only queue inside the API server (its max-mutating-requests-inflight is 200). */
+const MAX_WRITE_CONCURRENCY = 200;
 const EXIT_IPV4_ONLY_REMAIN = 3;
 
 const CONNECTION_FLAGS: FlagSpecs = {
@@ -59,7 +60,8 @@ function clientNodeVersion(): string {
   return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
 }
 
-function parseFlagDuration(name: string, value: string | undefined, fallbackMs: number): number {
+async function parseFlagDuration(name: string, value: string | undefined, fallbackMs: number): Promise<number> {
+  const { parseDuration } = await import("../migration/plan.js");
   try {
     return parseDuration(value, fallbackMs);
   } catch {
@@ -67,7 +69,17 @@ function parseFlagDuration(name: string, value: string | undefined, fallbackMs: 
   }
 }
 
-function loadKubeConfig(flags: ParsedFlags): KubeConfig {
+function parseCount(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > MAX_WRITE_CONCURRENCY) {
+    throw new UsageError(`--${name} must be a whole number from 1 to ${MAX_WRITE_CONCURRENCY}, not "${value}"`);
+  }
+  return Number(value);
+}
+
+async function loadKubeConfig(flags: ParsedFlags): Promise<KubeConfig> {
+  loadSlimClientNode();
+  const { KubeConfig } = await import("@kubernetes/client-node/dist/config.js");
   const kc = new KubeConfig();
   const file = flags.string("kubeconfig");
   if (file) kc.loadFromFile(file);
@@ -84,6 +96,18 @@ function loadKubeConfig(flags: ParsedFlags): KubeConfig {
 }
 
 async function operator(flags: ParsedFlags): Promise<number> {
+  // Before anything is loaded or written: this may replace the process by itself with V8's memory limits set.
+  reexecWithMemoryLimits();
+  loadSlimClientNode();
+  const [
+    { createLogger },
+    { ApiError, KubeClient },
+    { DEFAULT_CUTOVER_PACING_MS, DEFAULT_WRITE_CONCURRENCY, buildOperator, preflightAPI },
+  ] = await Promise.all([
+    import("../runtime/log.js"),
+    import("../runtime/client.js"),
+    import("../reconciler/operator.js"),
+  ]);
   const logger = createLogger({ level: flags.string("log-level") });
   const secure = flags.booleanOr("metrics-secure", true);
   const certDir = flags.string("metrics-cert-dir");
@@ -100,11 +124,21 @@ async function operator(flags: ParsedFlags): Promise<number> {
       throw new UsageError(`--metrics-cert-dir: ${errorMessage(err)}`);
     }
   }
-  const preflightIntervalMs = parseFlagDuration("preflight-interval", flags.string("preflight-interval"), 300_000);
+  const preflightIntervalMs = await parseFlagDuration(
+    "preflight-interval",
+    flags.string("preflight-interval"),
+    300_000,
+  );
   const pacing = flags.string("cutover-pacing");
   // "0" is a duration here too: pacing off.
-  const cutoverPacingMs = pacing === "0" ? 0 : parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
-  const client = new KubeClient(loadKubeConfig(flags));
+  const cutoverPacingMs =
+    pacing === "0" ? 0 : await parseFlagDuration("cutover-pacing", pacing, DEFAULT_CUTOVER_PACING_MS);
+  const writeConcurrency = parseCount(
+    "write-concurrency",
+    flags.string("write-concurrency"),
+    DEFAULT_WRITE_CONCURRENCY,
+  );
+  const client = new KubeClient(await loadKubeConfig(flags));
   try {
     await preflightAPI(client);
   } catch (err) {
@@ -134,6 +168,7 @@ async function operator(flags: ParsedFlags): Promise<number> {
     healthProbeBindAddress: flags.string("health-probe-bind-address") ?? ":8081",
     leaderElect: flags.boolean("leader-elect"),
     cutoverPacingMs,
+    writeConcurrency,
     leaderElectionNamespace: namespace,
     preflightIntervalMs,
   });
@@ -147,7 +182,12 @@ async function auditCommand(flags: ParsedFlags): Promise<number> {
   if (output !== "table" && output !== "json" && output !== "yaml") {
     throw new UsageError(`--output must be table, json or yaml, not "${output}"`);
   }
-  const client = new KubeClient(loadKubeConfig(flags), AUDIT_USER_AGENT);
+  loadSlimClientNode();
+  const [{ KubeClient }, { audit, formatAudit }] = await Promise.all([
+    import("../runtime/client.js"),
+    import("./audit.js"),
+  ]);
+  const client = new KubeClient(await loadKubeConfig(flags), AUDIT_USER_AGENT);
   const report = await audit(client, {
     namespaces: flags.list("namespace"),
     excludeNamespaces: flags.list("exclude-namespace"),
@@ -236,6 +276,11 @@ const COMMANDS: Record<string, Command> = {
         type: "string",
         value: "DURATION",
         help: "wait after the write that makes kube-proxy sync before a batch of cutovers; 0 turns pacing off (default 150ms)",
+      },
+      "write-concurrency": {
+        type: "string",
+        value: "N",
+        help: "Service writes in flight at once within a batch (default 8)",
       },
       ...HELP_FLAG,
     },

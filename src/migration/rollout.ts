@@ -149,6 +149,8 @@ export interface BatchOutcome {
   failed: number;
   /** Set when a write was refused in a way that stops the rollout (Forbidden). */
   stalled?: Stall;
+  /** Set when the server could not serve a write (no answer, or a 5xx): the batch stops and is tried again. */
+  unavailable?: Error;
 }
 
 export interface AfterBatch {

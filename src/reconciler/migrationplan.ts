@@ -3,13 +3,13 @@
 // which of those writes to make now, makes them, and writes the plan's status (only on change). What it does
 // next follows from the cluster and the plan's status alone; the only state kept in memory is write expectations
 // (has the cache seen our own writes yet?) and caches of facts that are read again when absent.
-import { ApiError, isConflict, isForbidden, isNotFound, type KubeClient } from "../runtime/client.js";
+import { ApiError, isConflict, isForbidden, isNotFound, isUnavailable, type KubeClient } from "../runtime/client.js";
 import type { Clock } from "../runtime/clock.js";
 import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
 import { WriteExpectations } from "../runtime/expectations.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
-import { keyOf, mergePatchTo } from "../runtime/object.js";
+import { keyOf, mergePatchTo, type Condition } from "../runtime/object.js";
 import {
   CUTOVER_RESULTS,
   EVENT_REASONS,
@@ -74,10 +74,20 @@ import type { KubeProxyPacer } from "./pacer.js";
 import { ServiceWriter, WriteFailure } from "./service-writer.js";
 import { ipv6ServiceRange, snapshotFromCaches, type Caches } from "./snapshot.js";
 
-/** Service writes in flight at once within a batch. */
-const CONCURRENCY = 8;
+/**
+ * Service writes in flight at once within a batch, unless the operator is told otherwise (--write-concurrency).
+ * Against kube-apiserver on 2 cores, a rollout's time stopped falling beyond about 8 (bench/README.md): each
+ * write that allocates a ClusterIP is bound by the server's allocator, not by the round trip.
+ */
+export const DEFAULT_WRITE_CONCURRENCY = 8;
 /** How long a dry-run probe's answer about the Service range is trusted, where ServiceCIDR is not served. */
 const PROBE_TTL_MS = 300_000;
+/**
+ * At most one status write per plan in this interval, when only its counts changed (progress, summary): in a large
+ * batch every write's watch event reconciles the plan, and each would otherwise write the status. A change of
+ * phase or of a condition is written at once.
+ */
+const STATUS_WRITE_INTERVAL_MS = 1_000;
 /** A safety net only: the watch event of the write itself reconciles the plan again. */
 const CACHE_CATCH_UP_MS = 5_000;
 
@@ -95,6 +105,10 @@ export interface MigrationPlanReconcilerOptions {
   pacer?: KubeProxyPacer;
   /** The ipv6migration_* metrics (./metrics.ts); none: not measured. */
   metrics?: MigrationMetrics;
+  /** Service writes in flight at once within a batch; DEFAULT_WRITE_CONCURRENCY by default. */
+  writeConcurrency?: number;
+  /** Told of every status write (for status_writes_total). */
+  onStatusWrite?: () => void;
 }
 
 export class MigrationPlanReconciler implements Reconciler {
@@ -109,6 +123,10 @@ export class MigrationPlanReconciler implements Reconciler {
   private readonly guardrails: NewServiceGuardrails;
   private readonly pacer: KubeProxyPacer | undefined;
   private readonly metrics: MigrationMetrics | undefined;
+  private readonly writeConcurrency: number;
+  private readonly onStatusWrite: () => void;
+  /** When each plan's status was last written by this process. */
+  private readonly statusWrittenAt = new Map<string, number>();
   /** Plan writes (status, finalizer) the cache has not shown yet (the Service writes have theirs, in the writer). */
   private readonly planWrites: WriteExpectations;
   /** Caches of facts, not of decisions: when absent (after a restart) they are read again. */
@@ -128,6 +146,8 @@ export class MigrationPlanReconciler implements Reconciler {
     this.guardrails = new NewServiceGuardrails(options.client, options.logger, options.clock, this.preflightIntervalMs);
     this.pacer = options.pacer;
     this.metrics = options.metrics;
+    this.writeConcurrency = options.writeConcurrency ?? DEFAULT_WRITE_CONCURRENCY;
+    this.onStatusWrite = options.onStatusWrite ?? (() => undefined);
   }
 
   /** The plans a Service event concerns: those that select it, and the one whose annotation it carries. */
@@ -163,6 +183,7 @@ export class MigrationPlanReconciler implements Reconciler {
     const cached = this.caches.plans.store.get(name);
     if (!cached) {
       this.scans.delete(name);
+      this.statusWrittenAt.delete(name);
       this.guardrails.forget(name);
       this.metrics?.forget(name);
       return undefined;
@@ -292,7 +313,7 @@ export class MigrationPlanReconciler implements Reconciler {
     return this.probed.capability;
   }
 
-  /** The step's writes, CONCURRENCY at a time; a Forbidden answer stops them all (the rollout stalls). */
+  /** The step's writes, writeConcurrency at a time; a Forbidden answer stops them all (the rollout stalls). */
   private async write(
     plan: MigrationPlan,
     step: RolloutStep,
@@ -314,6 +335,8 @@ export class MigrationPlanReconciler implements Reconciler {
     await this.writeConcurrently(plan, cutovers, tally, outcome, signal);
     const others = step.writes.filter((w) => w.decision.action !== "cutover");
     await this.writeConcurrently(plan, others, tally, outcome, signal);
+    // The reconcile fails and is retried (at once when the manager sees the server answer again).
+    if (outcome.unavailable !== undefined) throw outcome.unavailable;
     return outcome;
   }
 
@@ -327,11 +350,15 @@ export class MigrationPlanReconciler implements Reconciler {
     const queue = [...writes];
     const worker = async () => {
       // Shutting down: no new Service is started; one in the middle of its writes is finished.
-      for (let next = queue.shift(); next && !outcome.stalled && !signal.aborted; next = queue.shift()) {
+      for (
+        let next = queue.shift();
+        next && !outcome.stalled && outcome.unavailable === undefined && !signal.aborted;
+        next = queue.shift()
+      ) {
         await this.writeOne(plan, next, tally, outcome);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, writes.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.writeConcurrency, writes.length) }, worker));
   }
 
   private async writeOne(
@@ -348,6 +375,13 @@ export class MigrationPlanReconciler implements Reconciler {
       }
     } catch (err) {
       if (isConflict(err) || isNotFound(err)) return; // the cache was behind: the next reconcile sees the change
+      if (isUnavailable(err)) {
+        // No answer, or a 5xx: the server could not serve, which says nothing about the Service. A kube-apiserver
+        // that has just started answers 500 "range is full" until its ClusterIP allocator has synced (the outage
+        // test): such a write is tried again, not held against the Service.
+        outcome.unavailable ??= err instanceof Error ? err : new Error(errorMessage(err));
+        return;
+      }
       if (isForbidden(err)) {
         const e = err as ApiError;
         outcome.stalled = {
@@ -489,6 +523,11 @@ export class MigrationPlanReconciler implements Reconciler {
       cuttingOver: parts.cuttingOver ?? 0,
     });
     if (!sameStatus(plan.status, status)) {
+      const name = plan.metadata.name;
+      const wait = (this.statusWrittenAt.get(name) ?? -Infinity) + STATUS_WRITE_INTERVAL_MS - this.clock.now();
+      if (wait > 0 && sameStage(plan.status, status)) {
+        return { requeueAfterMs: Math.max(0, Math.min(requeueAfterMs ?? Infinity, wait)) };
+      }
       if (parts.stalled && plan.status?.phase !== "Stalled") {
         this.event(plan, "Warning", EVENT_REASONS.stalled, `${parts.stalled.reason}: ${parts.stalled.message}`);
       }
@@ -511,6 +550,8 @@ export class MigrationPlanReconciler implements Reconciler {
         },
       );
       this.planWrites.wrote(plan.metadata.name, plan.metadata.resourceVersion, updated.metadata.resourceVersion);
+      this.statusWrittenAt.set(name, this.clock.now());
+      this.onStatusWrite();
     }
     return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(0, requeueAfterMs) } : undefined;
   }
@@ -580,6 +621,14 @@ function deletionDone(plan: MigrationPlan, tally: Tally, decisions: Write[]): bo
   if (decisions.some((d) => d.decision.action === "resume")) return false;
   if ((plan.spec.deletionPolicy ?? "Orphan") === "Orphan") return true;
   return tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
+}
+
+/** Whether two statuses differ in counts only: the same phase, and every condition with the same status and reason. */
+function sameStage(before: MigrationPlan["status"], after: NonNullable<MigrationPlan["status"]>): boolean {
+  if (!before || before.phase !== after.phase || before.observedGeneration !== after.observedGeneration) return false;
+  const stage = (conditions: Condition[] | undefined) =>
+    JSON.stringify((conditions ?? []).map((c) => [c.type, c.status, c.reason, c.observedGeneration]).sort());
+  return stage(before.conditions) === stage(after.conditions);
 }
 
 /** Which parts of the status a write changes, for the debug log: top-level fields, and conditions by type. */

@@ -8,7 +8,9 @@ import { EventRecorder } from "../runtime/events.js";
 import type { Logger } from "../runtime/log.js";
 import { Manager, type SecureMetricsOptions } from "../runtime/manager.js";
 import { GROUP, MIGRATION_PLANS, OPERATOR_NAME } from "../api/migrationplan.js";
-import { MigrationPlanReconciler } from "./migrationplan.js";
+import { DEFAULT_WRITE_CONCURRENCY, MigrationPlanReconciler } from "./migrationplan.js";
+
+export { DEFAULT_WRITE_CONCURRENCY };
 import { inCutover, OrphanedCutoverReconciler } from "./cutover.js";
 import { MigrationMetrics } from "./metrics.js";
 import { KubeProxyPacer } from "./pacer.js";
@@ -36,6 +38,8 @@ export interface OperatorOptions {
    * leader-election namespace, its own; 0 turns pacing off. Default 150 ms.
    */
   cutoverPacingMs?: number;
+  /** Service writes in flight at once within a batch (DEFAULT_WRITE_CONCURRENCY by default). */
+  writeConcurrency?: number;
 }
 
 /** Checks what the operator cannot run without, with a message a person can act on. */
@@ -74,7 +78,11 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   if (serviceCIDRs) manager.addInformer(serviceCIDRs);
   manager.addInformer(nodes);
   manager.addInformer(networkPolicies);
-  const events = new EventRecorder(client, { component: OPERATOR_NAME, logger });
+  const events = new EventRecorder(client, {
+    component: OPERATOR_NAME,
+    logger,
+    onResult: (result) => manager.metrics.events.inc({ result }),
+  });
   // One writer for both controllers: each must know when the cache has seen the other's writes.
   const writer = new ServiceWriter(client, logger, new WriteExpectations(realClock), options.writeHooks);
   const pacingMs = options.cutoverPacingMs ?? DEFAULT_CUTOVER_PACING_MS;
@@ -99,6 +107,8 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
     writer,
     pacer,
     metrics: new MigrationMetrics(manager.metrics.registry),
+    writeConcurrency: options.writeConcurrency,
+    onStatusWrite: () => manager.metrics.statusWrites.inc({ kind: "MigrationPlan" }),
   });
   const controller = new Controller({
     name: "migrationplan",

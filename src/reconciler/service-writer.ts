@@ -1,4 +1,5 @@
-// The write protocol for one Service: dry run, then the write, then a check of what the server answered.
+// The write protocol for one Service: the write, then a check of what the server answered; a cutover, which is
+// destructive (the Service is ExternalName in between), is dry-run first.
 //
 // Where the snapshot lives: in an annotation on the Service itself, written in the same PATCH that turns it
 // into ExternalName. That write is atomic, so at no instant is a Service ExternalName without the record that
@@ -33,11 +34,11 @@ export class WriteFailure extends Error {
 /**
  * The steps of a Service write, in order, at which a test can stop the process (the fault suite kills it at
  * each one to prove that any instant is recoverable):
- *   patch-dryrun  after the dry run of an in-place patch     patch        after its write
+ *   patch         after the write of an in-place patch
  *   dryrun        after the dry run of a cutover             externalname after its first write (to ExternalName)
  *   restore       after the second write of a cutover (or of a resumed one), before its answer is checked
  */
-export const WRITE_STEPS = ["patch-dryrun", "patch", "dryrun", "externalname", "restore"] as const;
+export const WRITE_STEPS = ["patch", "dryrun", "externalname", "restore"] as const;
 export type WriteStep = (typeof WRITE_STEPS)[number];
 
 /** A seam for tests: production passes none. */
@@ -91,14 +92,27 @@ export class ServiceWriter {
     return this.patch(svc, { metadata });
   }
 
-  /** One in-place patch, dry-run first; the server's answer must carry the expected families. */
+  /**
+   * One in-place patch; the server's answer must carry the expected families. No dry run first: the patch is not
+   * destructive (the Service keeps its type, ClusterIPs and ports), so a refusal costs nothing, and an answer
+   * with other families than expected is put back as it was by a second write before the failure is reported.
+   */
   async patchInPlace(svc: Service, body: MergePatch, expect: IPFamily[]): Promise<WriteResult> {
-    const dry = await this.patch(svc, body, true);
-    this.step("patch-dryrun");
-    checkFamilies(dry.spec, expect, "dry run");
     const updated = await this.patch(svc, body);
     this.step("patch");
-    checkFamilies(updated.spec, expect, "write");
+    try {
+      checkFamilies(updated.spec, expect, "write");
+    } catch (err) {
+      try {
+        await this.patch(updated, inversePatch(svc, body));
+      } catch (undo) {
+        this.log.error("could not put the Service back after an unexpected answer", {
+          service: keyOf(svc),
+          error: errorMessage(undo),
+        });
+      }
+      throw err;
+    }
     return { service: updated };
   }
 
@@ -160,6 +174,27 @@ export class ServiceWriter {
       );
     }
   }
+}
+
+/**
+ * The merge patch that sets back every field `body` set to its value in `before` (null where `before` had none):
+ * the spec's fields and the labels and annotations the patch wrote.
+ */
+export function inversePatch(before: Service, body: MergePatch): MergePatch {
+  const fields = (o: unknown): Record<string, unknown> =>
+    o && typeof o === "object" ? (o as Record<string, unknown>) : {};
+  const back = (was: unknown, wrote: unknown) =>
+    Object.fromEntries(Object.keys(fields(wrote)).map((k) => [k, fields(was)[k] ?? null]));
+  const inverse: MergePatch = {};
+  if (body.spec) inverse.spec = back(before.spec, body.spec);
+  const metadata = fields(body.metadata);
+  if (body.metadata) {
+    inverse.metadata = {
+      ...(metadata.labels ? { labels: back(before.metadata.labels, metadata.labels) } : {}),
+      ...(metadata.annotations ? { annotations: back(before.metadata.annotations, metadata.annotations) } : {}),
+    };
+  }
+  return inverse;
 }
 
 /** The restore without the ClusterIPs, and without the nodePorts too when the server's answer refused a port. */

@@ -1,8 +1,13 @@
 // A thin REST client over client-node's auth and TLS. It returns the server's JSON as plain objects:
 // client-node's generated APIs turn every item into a model class, which for a 10k-object LIST costs time
 // and about three times the memory that the cache actually needs.
-import { KubeConfig, RequestContext } from "@kubernetes/client-node";
-import { fetch } from "undici";
+// client-node's config and request modules, not its index: the index loads every generated API and model (see
+// ./startup.ts, which keeps config.js from loading them too).
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import { RequestContext } from "@kubernetes/client-node/dist/gen/http/http.js";
+// undici's request(), not its fetch(): fetch builds a WHATWG Request, Headers and a web stream for every call, which
+// in a CPU profile of a 1,000-Service rollout was a third of the operator's own time (bench/README.md).
+import { request as undiciRequest } from "undici";
 
 export interface ResourceType {
   group: string;
@@ -103,10 +108,14 @@ export const isInvalid = (err: unknown): boolean => err instanceof ApiError && e
  */
 export function isUnavailable(err: unknown): boolean {
   if (err instanceof ApiError) return err.code >= 500 || err.code === 0;
+  // undici's request() throws the socket's error (or its own UND_ERR_*) itself; fetch() (client-node's Watch)
+  // wraps it as the cause of a TypeError "fetch failed".
+  const code = (err as { code?: unknown } | undefined)?.code;
   const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
   return (
     (err instanceof TypeError && err.message === "fetch failed") ||
     (err instanceof DOMException && err.name === "TimeoutError") ||
+    /^(ECONN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|UND_ERR)/.test(typeof code === "string" ? code : "") ||
     /^(ECONN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|UND_ERR)/.test(cause?.code ?? "")
   );
 }
@@ -287,35 +296,39 @@ export class KubeClient {
     // through the signal's listeners the request and its body, alive until it fires.
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(new DOMException("request timed out", "TimeoutError")), 60_000);
-    let response;
+    let code: number;
+    let retryAfter: string | undefined;
     let text: string;
     try {
-      response = await fetch(url, {
+      const response = await undiciRequest(url, {
         method,
         headers,
         body,
         dispatcher: this.dispatcherOf(ctx),
         signal: options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal,
       });
-      text = await response.text();
+      code = response.statusCode;
+      const header = response.headers["retry-after"];
+      retryAfter = Array.isArray(header) ? header[0] : header;
+      text = await response.body.text();
     } catch (err) {
       this.observe(verb, path, 0);
       throw err;
     } finally {
       clearTimeout(timer);
     }
-    this.observe(verb, path, response.status);
-    if (response.status >= 200 && response.status < 300) {
+    this.observe(verb, path, code);
+    if (code >= 200 && code < 300) {
       if (options.accept?.startsWith("text/")) return text as T;
       return (text ? JSON.parse(text) : {}) as T;
     }
-    let status: Status = { message: text.slice(0, 500), code: response.status };
+    let status: Status = { message: text.slice(0, 500), code };
     try {
       status = JSON.parse(text) as Status;
     } catch {
       // not a Status (e.g. a proxy's error page): keep the text
     }
-    throw new ApiError(verb, path, response.status, status, response.headers.get("retry-after") ?? undefined);
+    throw new ApiError(verb, path, code, status, retryAfter);
   }
 
   private observe(verb: string, path: string, code: number, retry?: boolean): void {

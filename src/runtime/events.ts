@@ -46,15 +46,30 @@ export interface EventRecorderOptions {
   burst?: number;
   refillMs?: number;
   maxTracked?: number;
+  /**
+   * Event writes in flight at once; the others wait their turn. An Event is one request, as costly to the API
+   * server as the write it reports: unbounded, a batch of 1,000 moves sent 1,000 Events alongside its writes and
+   * slowed them (bench/README.md). Behind the writes, they cost the rollout little and arrive a moment later.
+   */
+  maxInFlight?: number;
+  /** Events waiting beyond this many are dropped (and counted), so a long stall of the API server holds no more. */
+  maxQueued?: number;
+  /** Told of every Event: written (created or its count bumped), dropped by the spam filter or the queue, failed. */
+  onResult?: (result: EventResult) => void;
 }
+
+export type EventResult = "written" | "dropped" | "failed";
 
 export class EventRecorder {
   private readonly aggregates = new Map<string, Aggregate>();
   private readonly buckets = new Map<string, Bucket>();
   private readonly clock: Clock;
   private readonly log: Logger;
-  private readonly options: Required<Omit<EventRecorderOptions, "clock" | "logger">>;
+  private readonly options: Required<Omit<EventRecorderOptions, "clock" | "logger" | "onResult">>;
+  private readonly onResult: (result: EventResult) => void;
   private pending = new Set<Promise<void>>();
+  private inFlight = 0;
+  private readonly queue: (() => void)[] = [];
   /** Events not written because of the spam filter, for tests and metrics. */
   dropped = 0;
 
@@ -71,7 +86,10 @@ export class EventRecorder {
       burst: options.burst ?? 25,
       refillMs: options.refillMs ?? 300_000,
       maxTracked: options.maxTracked ?? 4096,
+      maxInFlight: options.maxInFlight ?? 2,
+      maxQueued: options.maxQueued ?? 10_000,
     };
+    this.onResult = options.onResult ?? (() => undefined);
   }
 
   /** Fire and forget: an event that can't be written is logged, never thrown into the reconcile. */
@@ -90,8 +108,9 @@ export class EventRecorder {
       }
       return;
     }
-    if (!this.takeToken(object.uid ?? object.name, now)) {
+    if (!this.takeToken(object.uid ?? object.name, now) || this.queue.length >= this.options.maxQueued) {
       this.dropped++;
+      this.onResult("dropped");
       return;
     }
     const namespace = object.namespace ?? this.options.defaultNamespace;
@@ -100,8 +119,8 @@ export class EventRecorder {
     this.remember(key, aggregate);
     const timestamp = new Date(now).toISOString();
     this.track(
-      this.client
-        .create(EVENTS, namespace, {
+      this.limited(() =>
+        this.client.create(EVENTS, namespace, {
           metadata: { name, namespace },
           involvedObject: object,
           type,
@@ -113,10 +132,10 @@ export class EventRecorder {
           firstTimestamp: timestamp,
           lastTimestamp: timestamp,
           count: 1,
-        })
-        .then(() => {
-          aggregate.written = 1;
         }),
+      ).then(() => {
+        aggregate.written = 1;
+      }),
     );
   }
 
@@ -125,12 +144,14 @@ export class EventRecorder {
     aggregate.lastWriteAt = this.clock.now();
     const count = aggregate.count;
     try {
-      await this.client.patch(
-        EVENTS,
-        aggregate.namespace,
-        aggregate.name,
-        { count, lastTimestamp: new Date(aggregate.lastWriteAt).toISOString() },
-        "merge",
+      await this.limited(() =>
+        this.client.patch(
+          EVENTS,
+          aggregate.namespace,
+          aggregate.name,
+          { count, lastTimestamp: new Date(aggregate.lastWriteAt).toISOString() },
+          "merge",
+        ),
       );
       aggregate.written = count;
     } catch (err) {
@@ -164,10 +185,26 @@ export class EventRecorder {
     this.aggregates.set(key, aggregate);
   }
 
+  /** Runs `write` when fewer than maxInFlight Event writes are in flight, in the order asked. */
+  private async limited<T>(write: () => Promise<T>): Promise<T> {
+    if (this.inFlight >= this.options.maxInFlight) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.inFlight++;
+    try {
+      return await write();
+    } finally {
+      this.inFlight--;
+      this.queue.shift()?.();
+    }
+  }
+
   private track(write: Promise<void>): void {
-    const tracked = write.catch((err: unknown) => {
-      this.log.warn("could not record event", { error: errorMessage(err) });
-    });
+    const tracked = write.then(
+      () => this.onResult("written"),
+      (err: unknown) => {
+        this.onResult("failed");
+        this.log.warn("could not record event", { error: errorMessage(err) });
+      },
+    );
     this.pending.add(tracked);
     void tracked.finally(() => this.pending.delete(tracked));
   }

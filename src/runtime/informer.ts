@@ -5,7 +5,8 @@
 // client-node's model objects. Watch hands over each event as the plain JSON object the server sent, takes any
 // query parameter, and reports every end of the stream through one callback; its 30 s inactivity timer also
 // catches a dead connection, which is cheap here because the loop below resumes from the last resourceVersion.
-import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
+import { Watch } from "@kubernetes/client-node/dist/watch.js";
 import {
   ACCEPT_METADATA,
   ACCEPT_METADATA_LIST,

@@ -48,6 +48,4 @@ export const silentLogger: Logger = winston.createLogger({
   transports: [new winston.transports.Console()],
 });
 
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export { errorMessage } from "./errors.js";

@@ -76,6 +76,22 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Events by what became of them: an Event is a request of its own, so how many were written is worth a look. */
+  readonly events = new Counter({
+    name: "events_recorded_total",
+    help: "Number of Events recorded, partitioned by result: written, dropped (spam filter or queue), failed",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+
+  /** Status writes, per object kind: a controller should write a status on change only, and at a bounded rate. */
+  readonly statusWrites = new Counter({
+    name: "status_writes_total",
+    help: "Number of status subresource writes, partitioned by kind",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }

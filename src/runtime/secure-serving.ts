@@ -10,7 +10,7 @@ import path from "node:path";
 import tls from "node:tls";
 import type { KubeClient } from "./client.js";
 import { realClock, type Clock } from "./clock.js";
-import { errorMessage } from "./log.js";
+import { errorMessage } from "./errors.js";
 import { selfSignedCertificate } from "./self-signed.js";
 
 export const TOKEN_REVIEWS_PATH = "/apis/authentication.k8s.io/v1/tokenreviews";

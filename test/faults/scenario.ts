@@ -667,7 +667,7 @@ export function faultScenario(options: FaultScenarioOptions): void {
     }
 
     const STEPS_OF: Record<Move["kind"], HookStep[]> = {
-      patch: ["patch-dryrun", "patch"],
+      patch: ["patch"],
       cutover: ["dryrun", "externalname", "restore"],
       resume: ["restore"],
     };

@@ -1,7 +1,13 @@
 // Characterisation: the Service API rules the product relies on, each asserted from the server's own answer.
 // Where the server disagrees with the design notes, the server is right and this file says what it does.
 import assert from "node:assert/strict";
+import { PLAN_ANNOTATION, STATE_LABEL } from "../../src/api/migrationplan.js";
+import { trimService } from "../../src/migration/families.js";
+import { ServiceWriter, WriteFailure } from "../../src/reconciler/service-writer.js";
 import { SERVICE_CIDRS, SERVICES } from "../../src/runtime/client.js";
+import { WriteExpectations } from "../../src/runtime/expectations.js";
+import { silentLogger } from "../../src/runtime/log.js";
+import type { KubeObject } from "../../src/runtime/object.js";
 import {
   causeFields,
   clusterIPService,
@@ -197,6 +203,29 @@ describe("Service API on an IPv4-only control plane", function () {
     assert.equal(updated.spec.ipFamilyPolicy, "PreferDualStack");
     assert.deepEqual(updated.spec.ipFamilies, ["IPv4"]);
     assert.equal(updated.spec.clusterIPs?.length, 1);
+  });
+
+  it("the in-place write, which has no dry run, puts the Service back when the answer stays single-stack", async () => {
+    const created = await createService(env.client, NS, {
+      ...clusterIPService("put-back"),
+      metadata: { name: "put-back", labels: { app: "put-back" } },
+    });
+    const writer = new ServiceWriter(env.client, silentLogger, new WriteExpectations());
+    const before = trimService(created as unknown as KubeObject);
+    const patch = {
+      metadata: { labels: { [STATE_LABEL]: "DualStack" }, annotations: { [PLAN_ANNOTATION]: "p" } },
+      spec: { ipFamilyPolicy: "PreferDualStack" },
+    };
+    await assert.rejects(writer.patchInPlace(before, patch, ["IPv4", "IPv6"]), (err: unknown) => {
+      assert.ok(err instanceof WriteFailure);
+      assert.equal(err.reason, "SecondaryFamilyNotAllocated");
+      return true;
+    });
+    const after = await env.client.get<ServiceObject>(SERVICES, NS, "put-back");
+    assert.equal(after.spec.ipFamilyPolicy, "SingleStack");
+    assert.deepEqual(after.spec.clusterIPs, created.spec.clusterIPs);
+    assert.deepEqual(after.metadata.labels, { app: "put-back" });
+    assert.equal(after.metadata.annotations?.[PLAN_ANNOTATION], undefined);
   });
 
   it("rejects RequireDualStack with 422 on spec.ipFamilyPolicy, and a dry run answers the same", async () => {

@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import type { KubeClient } from "../../src/runtime/client.js";
+import { EventRecorder, type EventResult } from "../../src/runtime/events.js";
+
+/** A client whose creates wait until the test lets them answer. */
+function heldClient() {
+  const waiting: (() => void)[] = [];
+  let started = 0;
+  const client = {
+    create: () => {
+      started++;
+      return new Promise<unknown>((resolve) => waiting.push(() => resolve({})));
+    },
+  } as unknown as KubeClient;
+  return {
+    client,
+    started: () => started,
+    answerAll: () => waiting.splice(0).forEach((answer) => answer()),
+  };
+}
+
+const ref = (i: number) => ({ apiVersion: "v1", kind: "Service", name: `svc-${i}`, namespace: "ns", uid: `u${i}` });
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("EventRecorder: a budget of Event writes in flight", () => {
+  it("sends at most maxInFlight Events at once, the rest in order as answers come, and counts them", async () => {
+    const held = heldClient();
+    const results: EventResult[] = [];
+    const recorder = new EventRecorder(held.client, {
+      component: "test",
+      maxInFlight: 2,
+      onResult: (r) => results.push(r),
+    });
+    for (let i = 0; i < 5; i++) recorder.event(ref(i), "Normal", "Migrated", `moved ${i}`);
+    await settle();
+    assert.equal(held.started(), 2);
+    held.answerAll();
+    await settle();
+    assert.equal(held.started(), 4);
+    const flushed = recorder.flush();
+    for (let i = 0; i < 3; i++) {
+      held.answerAll();
+      await settle();
+    }
+    await flushed;
+    assert.equal(held.started(), 5);
+    assert.deepEqual(results, ["written", "written", "written", "written", "written"]);
+  });
+
+  it("drops, and counts, Events beyond maxQueued while the API server is slow", async () => {
+    const held = heldClient();
+    const results: EventResult[] = [];
+    const recorder = new EventRecorder(held.client, {
+      component: "test",
+      maxInFlight: 1,
+      maxQueued: 2,
+      onResult: (r) => results.push(r),
+    });
+    for (let i = 0; i < 5; i++) recorder.event(ref(i), "Normal", "Migrated", `moved ${i}`);
+    await settle();
+    assert.equal(recorder.dropped, 2);
+    const flushed = recorder.flush();
+    for (let i = 0; i < 4; i++) {
+      held.answerAll();
+      await settle();
+    }
+    await flushed;
+    assert.equal(held.started(), 3);
+    assert.deepEqual(results.filter((r) => r === "written").length, 3);
+    assert.deepEqual(results.filter((r) => r === "dropped").length, 2);
+  });
+});
