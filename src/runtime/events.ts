@@ -118,22 +118,24 @@ export class EventRecorder {
     const aggregate: Aggregate = { name, namespace, count: 1, written: 0, lastWriteAt: now };
     this.remember(key, aggregate);
     const timestamp = new Date(now).toISOString();
+    const create = () =>
+      this.client.create(EVENTS, namespace, {
+        metadata: { name, namespace },
+        involvedObject: object,
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component: this.options.component },
+        reportingComponent: this.options.component,
+        reportingInstance: this.options.component,
+        firstTimestamp: timestamp,
+        lastTimestamp: timestamp,
+        count: 1,
+      });
+    // A Warning is sent at once, not behind the routine Events: it is often the only record of what went wrong (an
+    // address not given back), and a process killed while it waited in the queue would lose it.
     this.track(
-      this.limited(() =>
-        this.client.create(EVENTS, namespace, {
-          metadata: { name, namespace },
-          involvedObject: object,
-          type,
-          reason,
-          message: message.slice(0, 1024),
-          source: { component: this.options.component },
-          reportingComponent: this.options.component,
-          reportingInstance: this.options.component,
-          firstTimestamp: timestamp,
-          lastTimestamp: timestamp,
-          count: 1,
-        }),
-      ).then(() => {
+      (type === "Warning" ? create() : this.limited(create)).then(() => {
         aggregate.written = 1;
       }),
     );

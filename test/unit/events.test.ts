@@ -47,6 +47,24 @@ describe("EventRecorder: a budget of Event writes in flight", () => {
     assert.deepEqual(results, ["written", "written", "written", "written", "written"]);
   });
 
+  it("sends a Warning at once, ahead of the queued Events", async () => {
+    const held = heldClient();
+    const recorder = new EventRecorder(held.client, { component: "test", maxInFlight: 1 });
+    for (let i = 0; i < 3; i++) recorder.event(ref(i), "Normal", "Migrated", `moved ${i}`);
+    await settle();
+    assert.equal(held.started(), 1);
+    recorder.event(ref(9), "Warning", "AddressNotKept", "refused 10.96.0.9");
+    await settle();
+    assert.equal(held.started(), 2, "the Warning did not wait behind the two queued Events");
+    const flushed = recorder.flush();
+    for (let i = 0; i < 4; i++) {
+      held.answerAll();
+      await settle();
+    }
+    await flushed;
+    assert.equal(held.started(), 4);
+  });
+
   it("drops, and counts, Events beyond maxQueued while the API server is slow", async () => {
     const held = heldClient();
     const results: EventResult[] = [];
