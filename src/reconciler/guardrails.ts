@@ -9,6 +9,7 @@ import {
   isForbidden,
   isNotFound,
   isUnavailable,
+  servesResource,
   type KubeClient,
   type ResourceType,
 } from "../runtime/client.js";
@@ -39,17 +40,12 @@ function typeOf(kind: GuardrailKind): ResourceType {
 }
 
 /** Whether admissionregistration.k8s.io/v1 serves MutatingAdmissionPolicy (GA in Kubernetes 1.36). */
-export async function servesMutatingAdmissionPolicies(client: KubeClient): Promise<boolean> {
-  try {
-    const list = await client.request<{ resources?: { name: string }[] }>(
-      "GET",
-      `/apis/${ADMISSION_GROUP}/${ADMISSION_VERSION}`,
-    );
-    return (list.resources ?? []).some((r) => r.name === MUTATING_ADMISSION_POLICIES);
-  } catch (err) {
-    if (isNotFound(err)) return false;
-    throw err;
-  }
+export function servesMutatingAdmissionPolicies(client: KubeClient): Promise<boolean> {
+  return servesResource(client, {
+    group: ADMISSION_GROUP,
+    version: ADMISSION_VERSION,
+    resource: MUTATING_ADMISSION_POLICIES,
+  });
 }
 
 export class NewServiceGuardrails {

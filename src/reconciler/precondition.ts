@@ -2,7 +2,7 @@
 // server *accepts* PreferDualStack and silently keeps the Service single-stack, so success can't be read from
 // the write itself. The ServiceCIDR objects say it where they are served; otherwise a server-side dry run asks.
 import ipaddr from "ipaddr.js";
-import { isInvalid, isNotFound, SERVICE_CIDRS, SERVICES, type KubeClient } from "../runtime/client.js";
+import { isInvalid, SERVICE_CIDRS, SERVICES, servesResource, type KubeClient } from "../runtime/client.js";
 
 export interface Capability {
   status: boolean;
@@ -10,17 +10,8 @@ export interface Capability {
 }
 
 /** Whether networking.k8s.io/v1 serves servicecidrs (GA in Kubernetes 1.33; older clusters don't). */
-export async function servesServiceCIDRs(client: KubeClient): Promise<boolean> {
-  try {
-    const list = await client.request<{ resources?: { name: string }[] }>(
-      "GET",
-      `/apis/${SERVICE_CIDRS.group}/${SERVICE_CIDRS.version}`,
-    );
-    return (list.resources ?? []).some((r) => r.name === SERVICE_CIDRS.resource);
-  } catch (err) {
-    if (isNotFound(err)) return false;
-    throw err;
-  }
+export function servesServiceCIDRs(client: KubeClient): Promise<boolean> {
+  return servesResource(client, SERVICE_CIDRS);
 }
 
 /** From the ServiceCIDR objects' ranges, parsed with ipaddr.js. */

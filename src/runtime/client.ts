@@ -204,6 +204,20 @@ function backoffMs(attempt: number, policy: RetryPolicy): number {
   return backoff / 2 + Math.random() * (backoff / 2);
 }
 
+/** Whether the API server serves `resource` in group/version (discovery; a group it does not serve at all: false). */
+export async function servesResource(
+  client: KubeClient,
+  type: Pick<ResourceType, "group" | "version" | "resource">,
+): Promise<boolean> {
+  try {
+    const list = await client.request<{ resources?: { name: string }[] }>("GET", `/apis/${type.group}/${type.version}`);
+    return (list.resources ?? []).some((r) => r.name === type.resource);
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
+
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
   private readonly server: string;
