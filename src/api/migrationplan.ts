@@ -63,6 +63,14 @@ export const APPLIED_ANNOTATION = `${GROUP}/applied`;
 export const HOLD_ANNOTATION = `${GROUP}/hold`;
 /** When the Service's last cutover to IPv6-only started: pods older than this hold its old address in env vars. */
 export const CUTOVER_TIME_ANNOTATION = `${GROUP}/cutover-time`;
+/**
+ * Written with a cutover's restore when the API server would not give back the addresses asked for (taken, or
+ * leaked by the server after a killed write): what was asked, what the server said, when. The record of the
+ * Event AddressNotKept that survives the Event's expiry and a process killed before it sends it. It is not among
+ * OPERATOR_ANNOTATIONS: a restore to the original must not hide that the Service's addresses changed; a later
+ * one replaces it, and the user removes it once clients are told.
+ */
+export const ADDRESSES_NOT_KEPT_ANNOTATION = `${GROUP}/addresses-not-kept`;
 /** Every annotation the operator may leave on a Service: a restore to the original removes them all. */
 export const OPERATOR_ANNOTATIONS = [
   ORIGINAL_ANNOTATION,

@@ -11,6 +11,7 @@
 //      "resume" whatever else holds, and ServiceWriter.resume finishes it (or puts the snapshot back).
 // Rolling back (IPv6Only -> DualStack or Audit) is the same path in reverse: restore() in ./service.ts.
 import {
+  ADDRESSES_NOT_KEPT_ANNOTATION,
   CUTOVER_ANNOTATION,
   OPERATOR_ANNOTATIONS,
   PLAN_ANNOTATION,
@@ -150,4 +151,50 @@ export function restorePatch(record: CutoverRecord, spec: ServiceSpec, final: bo
     labels[STATE_LABEL] = record.state;
   }
   return { metadata: { labels, annotations }, spec: body };
+}
+
+/** The value of ADDRESSES_NOT_KEPT_ANNOTATION: what a restore asked for and did not get, and why. */
+export interface AddressesNotKept {
+  /** When the restore was written. */
+  at: string;
+  /** The ClusterIPs the restore asked for, all given up when one was refused. */
+  clusterIPs?: string[];
+  /** The nodePorts (and healthCheckNodePort) it asked for, given up when one was refused. */
+  nodePorts?: number[];
+  /** The API server's answers, in order: they name the address it refused. */
+  refusals: string[];
+}
+
+/**
+ * The restore of a cutover whose requested addresses the server refused (`refusals`, its answers so far): without
+ * the ClusterIPs, and without the nodePorts too once an answer refused a port, so that the Service comes back
+ * rather than stay ExternalName; it records on the Service, in the same write, what it gave up.
+ */
+export function relaxedRestorePatch(record: CutoverRecord, refusals: string[], at: string): MergePatch {
+  const asked = record.restore;
+  const spec: ServiceSpec = { ...asked };
+  delete spec.clusterIP;
+  delete spec.clusterIPs;
+  const notKept: AddressesNotKept = { at, refusals };
+  const clusterIPs = asked.clusterIPs ?? (asked.clusterIP ? [asked.clusterIP] : []);
+  if (clusterIPs.length) notKept.clusterIPs = clusterIPs;
+  if (refusals.some(refusesPort)) {
+    spec.ports = asked.ports?.map(({ nodePort: _n, ...p }) => p);
+    delete spec.healthCheckNodePort;
+    const ports = [...(asked.ports ?? []).map((p) => p.nodePort), asked.healthCheckNodePort];
+    const nodePorts = ports.filter((p): p is number => typeof p === "number");
+    if (nodePorts.length) notKept.nodePorts = nodePorts;
+  }
+  const body = restorePatch(record, spec, true);
+  (body.metadata as { annotations: Record<string, string | null> }).annotations[ADDRESSES_NOT_KEPT_ANNOTATION] =
+    JSON.stringify(notKept);
+  return body;
+}
+
+/**
+ * Whether the server's answer refused a nodePort rather than a ClusterIP. Phrases, never a bare "port": the
+ * answer carries the Service's name.
+ */
+export function refusesPort(answer: string): boolean {
+  return /provided port/i.test(answer);
 }

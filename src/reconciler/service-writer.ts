@@ -11,7 +11,7 @@ import type { WriteExpectations } from "../runtime/expectations.js";
 import { keyOf } from "../runtime/object.js";
 import { errorMessage, type Logger } from "../runtime/log.js";
 import { CUTOVER_ANNOTATION, FIELD_MANAGER, STATE_LABEL } from "../api/migrationplan.js";
-import { restorePatch, type CutoverRecord } from "../migration/cutover.js";
+import { relaxedRestorePatch, refusesPort, restorePatch, type CutoverRecord } from "../migration/cutover.js";
 import { type IPFamily, type MergePatch, type Service, type ServiceSpec } from "../migration/families.js";
 
 export interface WriteResult {
@@ -52,6 +52,8 @@ export class ServiceWriter {
     private readonly log: Logger,
     private readonly expectations: WriteExpectations,
     private readonly hooks: WriteHooks = {},
+    /** The wall-clock time recorded on a Service; a seam for tests. */
+    private readonly now: () => string = () => new Date().toISOString(),
   ) {}
 
   private readonly writeListeners: (() => void)[] = [];
@@ -147,19 +149,21 @@ export class ServiceWriter {
       const taken = /already allocated|provided (IP|port)/i.test(answer);
       if (err.code !== 422 && !(err.code === 500 && taken)) throw err;
       if (taken) {
+        const refusals = [answer];
         let service: Service;
         try {
-          service = await this.patch(svc, restorePatch(record, relax(record.restore, answer), true));
+          service = await this.patch(svc, relaxedRestorePatch(record, refusals, this.now()));
         } catch (again) {
           // A refusal names one address: the nodePorts can be refused once the ClusterIP no longer is.
           const next = again instanceof ApiError ? (again.status.message ?? "") : "";
-          if (!/provided port/i.test(next)) throw again;
-          service = await this.patch(svc, restorePatch(record, relax(record.restore, next), true));
+          if (!refusesPort(next)) throw again;
+          refusals.push(next);
+          service = await this.patch(svc, relaxedRestorePatch(record, refusals, this.now()));
         }
         this.step("restore");
         return {
           service,
-          warning: `the server could not re-grant what was requested (${err.status.message ?? ""}); it allocated new addresses`,
+          warning: `the server could not re-grant what was requested (${refusals.join("; ")}); it allocated new addresses`,
         };
       }
       this.log.error("cutover refused, restoring the snapshot", { service: keyOf(svc), error: errorMessage(err) });
@@ -195,18 +199,6 @@ export function inversePatch(before: Service, body: MergePatch): MergePatch {
     };
   }
   return inverse;
-}
-
-/** The restore without the ClusterIPs, and without the nodePorts too when the server's answer refused a port. */
-function relax(spec: ServiceSpec, answer: string): ServiceSpec {
-  const relaxed: ServiceSpec = { ...spec };
-  delete relaxed.clusterIP;
-  delete relaxed.clusterIPs;
-  if (/provided port/i.test(answer)) {
-    relaxed.ports = spec.ports?.map(({ nodePort: _n, ...p }) => p);
-    delete relaxed.healthCheckNodePort;
-  }
-  return relaxed;
 }
 
 function checkFamilies(spec: ServiceSpec, expect: IPFamily[], what: string): void {

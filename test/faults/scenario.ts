@@ -14,6 +14,7 @@ import { appendFileSync } from "node:fs";
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import {
+  ADDRESSES_NOT_KEPT_ANNOTATION,
   APPLIED_ANNOTATION,
   CUTOVER_ANNOTATION,
   HOLD_ANNOTATION,
@@ -24,7 +25,7 @@ import {
   type TargetPhase,
 } from "../../src/api/migrationplan.js";
 import { clusterIPOf, type Service } from "../../src/migration/families.js";
-import { restorableSpec } from "../../src/migration/cutover.js";
+import { restorableSpec, type AddressesNotKept } from "../../src/migration/cutover.js";
 import { SERVICES, isConflict, type KubeClient } from "../../src/runtime/client.js";
 import { EVENTS } from "../../src/runtime/events.js";
 import { findCondition } from "../../src/runtime/object.js";
@@ -400,14 +401,15 @@ export function faultScenario(options: FaultScenarioOptions): void {
     /** While the concurrent writer runs, its keys are compared only once it has stopped. */
     let writerRunning = false;
     /**
-     * AddressNotKept Events per Service (summed counts), and the count each Service's baseline took in. Two writes
-     * racing on one Service (another client's, or a killed operator's last one) can make the API server refuse a
-     * restore's ClusterIP or nodePort that no Service holds (docs/reliability.md); the operator then takes new ones
-     * and says so. Such a Service's addresses are compared only once back at Audit, with the refusal checked.
+     * The addresses-not-kept record on each Service, and the one its baseline took in. Two writes racing on one
+     * Service (another client's, or a killed operator's last one) can make the API server refuse a restore's
+     * ClusterIP or nodePort that no Service holds (docs/reliability.md); the operator then takes new ones and
+     * records so in the same write (an Event may die with a killed process). Such a Service's addresses are
+     * compared only once back at Audit, with the refusal checked.
      */
-    const notKept = new Map<string, { count: number; messages: string[] }>();
-    const notKeptSeen = new Map<string, number>();
-    const mayHaveMoved = (m: Member) => (notKept.get(m.key)?.count ?? 0) > (notKeptSeen.get(m.key) ?? 0);
+    const notKept = new Map<string, string>();
+    const notKeptSeen = new Map<string, string>();
+    const mayHaveMoved = (m: Member) => (notKept.get(m.key) ?? "") !== (notKeptSeen.get(m.key) ?? "");
     const addressChanges: string[] = [];
     let kubeconfig = "";
     let operator: FaultOperator | undefined;
@@ -427,21 +429,13 @@ export function faultScenario(options: FaultScenarioOptions): void {
       env.client.patch<MigrationPlan>(MIGRATION_PLANS, undefined, PLAN, { spec }, "merge");
 
     async function listServices(): Promise<Map<string, Service>> {
-      const events = await env.client.list<KubeEvent & { count?: number }>(EVENTS, undefined, {
-        fieldSelector: "reason=AddressNotKept",
-      });
       notKept.clear();
-      for (const e of events.items) {
-        const key = `${e.involvedObject?.namespace ?? ""}/${e.involvedObject?.name ?? ""}`;
-        const entry = notKept.get(key) ?? { count: 0, messages: [] };
-        entry.count += e.count ?? 1;
-        entry.messages.push(e.message ?? "");
-        notKept.set(key, entry);
-      }
       const out = new Map<string, Service>();
       for (const ns of namespaces) {
         for (const svc of (await env.client.list<Service>(SERVICES, ns)).items) {
           out.set(`${ns}/${svc.metadata.name}`, svc);
+          const record = svc.metadata.annotations?.[ADDRESSES_NOT_KEPT_ANNOTATION];
+          if (record) notKept.set(`${ns}/${svc.metadata.name}`, record);
         }
       }
       return out;
@@ -455,8 +449,13 @@ export function faultScenario(options: FaultScenarioOptions): void {
         if (!ok) out.push(`${m.key}: ${what}`);
       };
       const extra = extras.get(m.key) ?? { labels: {}, annotations: {} };
+      // The addresses-not-kept record is checked on its own, by acceptRefusedAddresses.
       const mine = (meta: Meta | undefined) =>
-        Object.fromEntries(Object.entries(meta ?? {}).filter(([k]) => !(writerRunning && k.startsWith(`${WRITER}/`))));
+        Object.fromEntries(
+          Object.entries(meta ?? {}).filter(
+            ([k]) => !(writerRunning && k.startsWith(`${WRITER}/`)) && k !== ADDRESSES_NOT_KEPT_ANNOTATION,
+          ),
+        );
       const expectLabels = mine({ ...o.metadata.labels, ...extra.labels });
       const expectAnnotations = mine({ ...o.metadata.annotations, ...extra.annotations });
       const labels = mine(svc.metadata.labels);
@@ -599,16 +598,22 @@ export function faultScenario(options: FaultScenarioOptions): void {
       for (const m of members) {
         if (!mayHaveMoved(m)) continue;
         const svc = now.get(m.key);
-        const entry = notKept.get(m.key);
-        if (svc && entry && !isDeepStrictEqual(restorableSpec(svc.spec), restorableSpec(m.original.spec))) {
-          const refused = entry.messages.flatMap((msg) =>
+        const raw = notKept.get(m.key);
+        if (svc && raw && !isDeepStrictEqual(restorableSpec(svc.spec), restorableSpec(m.original.spec))) {
+          const record = JSON.parse(raw) as AddressesNotKept;
+          const refused = record.refusals.flatMap((msg) =>
             [
               ...msg.matchAll(
                 /Invalid value: (\d+): provided port|HealthCheck NodePort (\d+)|allocate IP (\S+?):? provided/g,
               ),
             ].map((x) => x[1] ?? x[2] ?? x[3] ?? ""),
           );
-          assert.ok(refused.length > 0, `${m.key}: what was refused: ${entry.messages.join("; ")}`);
+          assert.ok(refused.length > 0, `${m.key}: what was refused: ${raw}`);
+          const given = [...(record.clusterIPs ?? []), ...(record.nodePorts ?? []).map(String)];
+          assert.ok(
+            refused.every((r) => given.includes(r)),
+            `${m.key}: the record names what it gave up (${given.join(", ")}), which holds what was refused`,
+          );
           const holders = all.filter((other) => {
             const held = [
               ...(other.spec.clusterIPs ?? []),
@@ -630,7 +635,7 @@ export function faultScenario(options: FaultScenarioOptions): void {
           counts.addressesNotKept++;
           m.original = { ...m.original, spec: { ...m.original.spec, ...restorableSpec(svc.spec) } };
         }
-        notKeptSeen.set(m.key, entry?.count ?? 0);
+        notKeptSeen.set(m.key, raw ?? "");
       }
     }
 
@@ -1092,6 +1097,15 @@ export function faultScenario(options: FaultScenarioOptions): void {
       assert.equal(done.metadata.uid, lb.metadata.uid);
       assert.equal(done.metadata.annotations?.[CUTOVER_ANNOTATION], undefined);
       assert.ok(!taken.includes(done.spec.ports?.[0]?.nodePort ?? 0) && done.spec.healthCheckNodePort, "new ports");
+      // Recorded on the Service in the restore itself, so that a kill before the Event can't hide the change.
+      const recorded = JSON.parse(
+        done.metadata.annotations?.[ADDRESSES_NOT_KEPT_ANNOTATION] ?? "{}",
+      ) as AddressesNotKept;
+      assert.deepEqual(recorded.nodePorts?.toSorted(), taken.toSorted(), "the record names the nodePorts given up");
+      assert.ok(
+        recorded.refusals.some((r) => /provided port/.test(r)),
+        `the record carries the refusal: ${recorded.refusals.join("; ")}`,
+      );
       const events = await env.cp.kubectl([
         "get",
         "events",
@@ -1124,7 +1138,13 @@ export function faultScenario(options: FaultScenarioOptions): void {
       assert.deepEqual(withoutAddresses(back.spec), withoutAddresses(lb.spec));
       assert.notEqual(back.spec.clusterIP, lb.spec.clusterIP);
       assert.deepEqual(back.metadata.labels, lb.metadata.labels);
-      assert.deepEqual(back.metadata.annotations ?? {}, lb.metadata.annotations ?? {});
+      const { [ADDRESSES_NOT_KEPT_ANNOTATION]: record, ...annotations } = back.metadata.annotations ?? {};
+      assert.deepEqual(annotations, lb.metadata.annotations ?? {});
+      // The one trace left at Audit: the addresses clients knew are gone, and the Service says which and why.
+      const notKeptBack = JSON.parse(record ?? "{}") as AddressesNotKept;
+      assert.deepEqual(notKeptBack.clusterIPs, lb.spec.clusterIPs);
+      assert.deepEqual(notKeptBack.nodePorts?.toSorted(), taken.toSorted());
+      assert.equal(notKeptBack.refusals.length, 2, `refused twice: ${notKeptBack.refusals.join("; ")}`);
       assert.equal(back.metadata.uid, lb.metadata.uid);
       await stopOperator();
       await env.client.delete(MIGRATION_PLANS, undefined, "steal");

@@ -2,6 +2,7 @@
 // becomes next for a plan's target. Plain objects only: no cluster, no network, no timers.
 import assert from "node:assert/strict";
 import {
+  ADDRESSES_NOT_KEPT_ANNOTATION,
   APPLIED_ANNOTATION,
   CUTOVER_ANNOTATION,
   CUTOVER_TIME_ANNOTATION,
@@ -13,8 +14,10 @@ import {
 } from "../../src/api/migrationplan.js";
 import {
   CUTOVER_EXTERNAL_NAME,
+  relaxedRestorePatch,
   restorableSpec,
   restorePatch,
+  type AddressesNotKept,
   type CutoverRecord,
 } from "../../src/migration/cutover.js";
 import {
@@ -1225,5 +1228,58 @@ describe("migration/service: restorePatch", () => {
         [CUTOVER_TIME_ANNOTATION]: null,
       },
     });
+  });
+});
+
+describe("migration/cutover: relaxedRestorePatch", () => {
+  const restore: ServiceSpec = {
+    type: "LoadBalancer",
+    clusterIP: V4,
+    clusterIPs: [V4, V6],
+    ipFamilies: ["IPv4", "IPv6"],
+    ipFamilyPolicy: "RequireDualStack",
+    ports: [HTTP_NODE],
+    externalTrafficPolicy: "Local",
+    healthCheckNodePort: 31000,
+  };
+  const record: CutoverRecord = { restore, snapshot: restore, state: "ipv4-only", applied: "Audit", plan: PLAN };
+  const AT = "2026-11-29T12:00:00.000Z";
+  const IP_TAKEN = `Service "lb" is invalid: spec.clusterIPs: Invalid value: ["${V4}","${V6}"]: failed to allocate IP ${V4}: provided IP is already allocated`;
+  const PORT_TAKEN = `Service "lb" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated`;
+  const notKept = (patch: MergePatch): AddressesNotKept =>
+    JSON.parse(
+      (patch.metadata as { annotations: Record<string, string> }).annotations[ADDRESSES_NOT_KEPT_ANNOTATION] ?? "",
+    ) as AddressesNotKept;
+
+  it("a refused ClusterIP gives up the ClusterIPs only, and records them with the answer in the same write", () => {
+    const patch = relaxedRestorePatch(record, [IP_TAKEN], AT);
+    const spec = patch.spec as ServiceSpec;
+    assert.equal("clusterIP" in spec || "clusterIPs" in spec, false);
+    assert.deepEqual(spec.ports, [HTTP_NODE]);
+    assert.equal(spec.healthCheckNodePort, 31000);
+    assert.deepEqual(notKept(patch), { at: AT, refusals: [IP_TAKEN], clusterIPs: [V4, V6] });
+  });
+
+  it("once a port is refused, the nodePorts and the healthCheckNodePort go too, and both answers are kept", () => {
+    const patch = relaxedRestorePatch(record, [IP_TAKEN, PORT_TAKEN], AT);
+    const spec = patch.spec as ServiceSpec;
+    assert.deepEqual(spec.ports, [HTTP]);
+    assert.equal("healthCheckNodePort" in spec, false);
+    assert.deepEqual(notKept(patch), {
+      at: AT,
+      refusals: [IP_TAKEN, PORT_TAKEN],
+      clusterIPs: [V4, V6],
+      nodePorts: [30080, 31000],
+    });
+  });
+
+  it("is otherwise the final restore: at Audit every other operator annotation goes, this record stays", () => {
+    const patch = relaxedRestorePatch(record, [PORT_TAKEN], AT);
+    const annotations = (patch.metadata as { annotations: Record<string, string | null> }).annotations;
+    const { [ADDRESSES_NOT_KEPT_ANNOTATION]: kept, ...rest } = annotations;
+    assert.ok(kept);
+    const final = restorePatch(record, restore, true).metadata as { annotations: Record<string, string | null> };
+    assert.deepEqual(rest, final.annotations);
+    assert.equal(ADDRESSES_NOT_KEPT_ANNOTATION in final.annotations, false, "a later restore keeps the record");
   });
 });
