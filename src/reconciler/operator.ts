@@ -78,13 +78,14 @@ export async function buildOperator(options: OperatorOptions): Promise<Manager> 
   if (serviceCIDRs) manager.addInformer(serviceCIDRs);
   manager.addInformer(nodes);
   manager.addInformer(networkPolicies);
+  // One writer for both controllers: each must know when the cache has seen the other's writes.
+  const writer = new ServiceWriter(client, logger, new WriteExpectations(realClock), options.writeHooks);
   const events = new EventRecorder(client, {
     component: OPERATOR_NAME,
     logger,
     onResult: (result) => manager.metrics.events.inc({ result }),
+    waitForIdle: () => writer.whenIdle(),
   });
-  // One writer for both controllers: each must know when the cache has seen the other's writes.
-  const writer = new ServiceWriter(client, logger, new WriteExpectations(realClock), options.writeHooks);
   const pacingMs = options.cutoverPacingMs ?? DEFAULT_CUTOVER_PACING_MS;
   const pacer =
     pacingMs > 0

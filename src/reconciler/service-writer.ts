@@ -57,6 +57,24 @@ export class ServiceWriter {
   ) {}
 
   private readonly writeListeners: (() => void)[] = [];
+  private writesInFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  /**
+   * Resolves once no write to a Service is in flight (checked again a turn of the event loop later, so that the
+   * gap between one write of a batch and the next is not taken for the end of the batch).
+   */
+  whenIdle(): Promise<void> {
+    if (this.writesInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private wroteOne(): void {
+    if (--this.writesInFlight > 0) return;
+    setImmediate(() => {
+      if (this.writesInFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    });
+  }
 
   /** Told after every write that changed a Service (not dry runs). */
   onWrite(listener: () => void): void {
@@ -74,14 +92,16 @@ export class ServiceWriter {
 
   /** Every write to a Service goes through here, so that the reconciler knows when its cache has seen them. */
   private async patch(svc: Service, body: MergePatch, dryRun = false): Promise<Service> {
-    const updated = await this.client.patch<Service>(
-      SERVICES,
-      svc.metadata.namespace,
-      svc.metadata.name,
-      body,
-      "merge",
-      { fieldManager: FIELD_MANAGER, dryRun },
-    );
+    this.writesInFlight++;
+    let updated: Service;
+    try {
+      updated = await this.client.patch<Service>(SERVICES, svc.metadata.namespace, svc.metadata.name, body, "merge", {
+        fieldManager: FIELD_MANAGER,
+        dryRun,
+      });
+    } finally {
+      this.wroteOne();
+    }
     if (!dryRun) {
       this.expectations.wrote(keyOf(svc), svc.metadata.resourceVersion, updated.metadata.resourceVersion);
       for (const listener of this.writeListeners) listener();

@@ -54,6 +54,12 @@ export interface EventRecorderOptions {
   maxInFlight?: number;
   /** Events waiting beyond this many are dropped (and counted), so a long stall of the API server holds no more. */
   maxQueued?: number;
+  /**
+   * Awaited before each routine (Normal) Event write: the operator passes "until no Service write is in flight",
+   * so that the Events of a batch go out once its writes are done instead of sharing the API server with them
+   * (bench/README.md). Warnings never wait.
+   */
+  waitForIdle?: () => Promise<void>;
   /** Told of every Event: written (created or its count bumped), dropped by the spam filter or the queue, failed. */
   onResult?: (result: EventResult) => void;
 }
@@ -65,7 +71,8 @@ export class EventRecorder {
   private readonly buckets = new Map<string, Bucket>();
   private readonly clock: Clock;
   private readonly log: Logger;
-  private readonly options: Required<Omit<EventRecorderOptions, "clock" | "logger" | "onResult">>;
+  private readonly options: Required<Omit<EventRecorderOptions, "clock" | "logger" | "onResult" | "waitForIdle">>;
+  private readonly waitForIdle: () => Promise<void>;
   private readonly onResult: (result: EventResult) => void;
   private pending = new Set<Promise<void>>();
   private inFlight = 0;
@@ -90,6 +97,7 @@ export class EventRecorder {
       maxQueued: options.maxQueued ?? 10_000,
     };
     this.onResult = options.onResult ?? (() => undefined);
+    this.waitForIdle = options.waitForIdle ?? (() => Promise.resolve());
   }
 
   /** Fire and forget: an event that can't be written is logged, never thrown into the reconcile. */
@@ -192,6 +200,7 @@ export class EventRecorder {
     if (this.inFlight >= this.options.maxInFlight) await new Promise<void>((resolve) => this.queue.push(resolve));
     this.inFlight++;
     try {
+      await this.waitForIdle();
       return await write();
     } finally {
       this.inFlight--;

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import type { KubeClient } from "../../src/runtime/client.js";
 import { EventRecorder, type EventResult } from "../../src/runtime/events.js";
+import { ServiceWriter } from "../../src/reconciler/service-writer.js";
+import { WriteExpectations } from "../../src/runtime/expectations.js";
+import { silentLogger } from "../../src/runtime/log.js";
+import type { Service } from "../../src/migration/families.js";
 
 /** A client whose creates wait until the test lets them answer. */
 function heldClient() {
@@ -86,5 +90,53 @@ describe("EventRecorder: a budget of Event writes in flight", () => {
     assert.equal(held.started(), 3);
     assert.deepEqual(results.filter((r) => r === "written").length, 3);
     assert.deepEqual(results.filter((r) => r === "dropped").length, 2);
+  });
+
+  it("holds routine Events until the writes they report are done; a Warning does not wait", async () => {
+    const held = heldClient();
+    let idle: () => void = () => undefined;
+    const recorder = new EventRecorder(held.client, {
+      component: "test",
+      waitForIdle: () => new Promise<void>((resolve) => (idle = resolve)),
+    });
+    recorder.event(ref(1), "Normal", "Migrated", "moved 1");
+    recorder.event(ref(2), "Warning", "AddressNotKept", "refused 10.96.0.9");
+    await settle();
+    assert.equal(held.started(), 1, "only the Warning went out while writes were in flight");
+    idle();
+    await settle();
+    assert.equal(held.started(), 2);
+    held.answerAll();
+    await recorder.flush();
+  });
+});
+
+describe("ServiceWriter.whenIdle: the end of a batch of writes", () => {
+  it("resolves once no write is in flight, not in the gap between two writes", async () => {
+    const answers: (() => void)[] = [];
+    const client = {
+      patch: (_r: unknown, _ns: string, name: string) =>
+        new Promise((resolve) =>
+          answers.push(() => resolve({ metadata: { name, namespace: "ns", resourceVersion: "2" }, spec: {} })),
+        ),
+    } as unknown as KubeClient;
+    const writer = new ServiceWriter(client, silentLogger, new WriteExpectations());
+    const svc = (name: string): Service => ({ metadata: { name, namespace: "ns", resourceVersion: "1" }, spec: {} });
+    let isIdle = false;
+    await writer.whenIdle();
+    const first = writer.mark(svc("a"), { labels: { x: "1" } });
+    void writer.whenIdle().then(() => (isIdle = true));
+    await settle();
+    assert.equal(isIdle, false, "a write is in flight");
+    // The next write of the batch starts as the first one's answer is handled, as a worker pool does.
+    answers.shift()?.();
+    const second = first.then(() => writer.mark(svc("b"), { labels: { x: "1" } }));
+    await settle();
+    await settle();
+    assert.equal(isIdle, false, "the batch goes on");
+    answers.shift()?.();
+    await second;
+    await settle();
+    assert.equal(isIdle, true);
   });
 });
