@@ -247,8 +247,10 @@ describe("Helm chart charts/ipv6-migration-operator", function () {
     // V8's old space follows the memory limit (three quarters of it) unless set.
     const nodeOptions = async (...values: string[]) =>
       managerContainer(await template("mig", "platform", ...values)).env?.find((e) => e.name === "NODE_OPTIONS")?.value;
-    assert.equal(await nodeOptions("resources.limits.memory=1Gi"), "--max-old-space-size=768 --max-semi-space-size=16");
-    assert.equal(await nodeOptions("node.maxOldSpaceSize=300"), "--max-old-space-size=300 --max-semi-space-size=16");
+    assert.equal(await nodeOptions("resources.limits.memory=1Gi"), "--max-old-space-size=768");
+    assert.equal(await nodeOptions("node.maxOldSpaceSize=300"), "--max-old-space-size=300");
+    // The young generation is the program's own unless set.
+    assert.equal(await nodeOptions("node.maxSemiSpaceSize=16"), "--max-old-space-size=384 --max-semi-space-size=16");
 
     // The Prometheus Operator's CRDs are not in the harness, so the ServiceMonitor is checked against the
     // Service it must find: by that Service's labels, on a port that Service names.

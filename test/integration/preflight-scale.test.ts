@@ -151,7 +151,7 @@ describe("preflight at scale", function () {
     console.log(
       `      operator RSS (MiB) after preflight scans of 2,000 Pods + 5,000 ConfigMaps: ${JSON.stringify(samples)}`,
     );
-    // Flat after warm-up: without the Deployment's --max-semi-space-size V8 grew the young generation to 64 MiB
+    // Flat after warm-up: without a --max-semi-space-size (the program's own since #14) V8 grew the young generation to 64 MiB
     // semi-spaces during scans and RSS climbed by about 90 MiB from scan 8 to scan 24.
     const warm = samples.find((x) => x.scan === 8)?.rssMiB ?? 0;
     const growth = Math.round(((samples.at(-1)?.rssMiB ?? 0) - warm) * 10) / 10;
