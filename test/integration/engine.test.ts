@@ -28,6 +28,7 @@ import {
   type ServiceObject,
 } from "../helpers.js";
 import { OperatorProcess, createPlan, getPlan, installCRD, waitForCondition } from "../operator.js";
+import { refuseFamilyChanges } from "../fixtures/resources.js";
 
 const NS = "shop";
 const OPERATOR_USER = { name: "operator", groups: ["system:masters"] };
@@ -594,57 +595,12 @@ describe("migration engine: plan behaviours", function () {
   });
 
   it("a write the server refuses fails the Service; maxFailures 0 stalls the plan at the first failure", async () => {
-    // A real refusal: a ValidatingAdmissionPolicy that freezes the family policy of labelled Services.
-    const admission = (resource: string) => ({
-      group: "admissionregistration.k8s.io",
-      version: "v1",
-      resource,
-      kind: "",
-      namespaced: false,
-    });
-    await env.client.create(admission("validatingadmissionpolicies"), undefined, {
-      metadata: { name: "freeze-families" },
-      spec: {
-        failurePolicy: "Fail",
-        matchConstraints: {
-          resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["services"] }],
-        },
-        validations: [
-          {
-            expression:
-              "!has(object.metadata.labels) || !('frozen' in object.metadata.labels) || object.spec.ipFamilyPolicy == oldObject.spec.ipFamilyPolicy",
-            message: "the family policy of a frozen Service may not change",
-          },
-        ],
-      },
-    });
-    await env.client.create(admission("validatingadmissionpolicybindings"), undefined, {
-      metadata: { name: "freeze-families" },
-      spec: { policyName: "freeze-families", validationActions: ["Deny"] },
-    });
     await estateIn("frozen", ["a-frozen"], { frozen: "yes" });
     await createService(env.client, "frozen", {
       metadata: { name: "b-free" },
       spec: { selector: { app: "b" }, ports: [{ port: 80, targetPort: 80 }] },
     });
-    // The policy takes a moment to be loaded by the apiserver.
-    await eventually(async () => {
-      try {
-        await env.client.patch(
-          SERVICES,
-          "frozen",
-          "a-frozen",
-          { spec: { ipFamilyPolicy: "PreferDualStack" } },
-          "merge",
-          {
-            dryRun: true,
-          },
-        );
-        return undefined;
-      } catch {
-        return true;
-      }
-    }, "the admission policy to apply");
+    await refuseFamilyChanges(env.client, { namespace: "frozen", name: "a-frozen" });
     await plan("frozen", "frozen", { targetPhase: "DualStack", rollout: { batchSize: 1, pauseBetweenBatches: "0s" } });
     const stalled = await waitForCondition(env.client, "frozen", "Stalled");
     const condition = stalled.status?.conditions?.find((c) => c.type === "Stalled");

@@ -10,7 +10,7 @@ import path from "node:path";
 import { CUTOVER_ANNOTATION, METRICS, SERVICE_STATES, type MigrationPlan } from "../../src/api/migrationplan.js";
 import { CUTOVER_EXTERNAL_NAME, type CutoverRecord } from "../../src/migration/cutover.js";
 import type { Service } from "../../src/migration/families.js";
-import { SERVICES, type KubeClient } from "../../src/runtime/client.js";
+import { SERVICES } from "../../src/runtime/client.js";
 import { DEFAULT_CERT_NAME, DEFAULT_KEY_NAME, selfSignedTlsMaterial } from "../../src/runtime/secure-serving.js";
 import { freePort, repoRoot } from "../../src/testenv/controlplane.js";
 import {
@@ -24,6 +24,7 @@ import {
 import { OperatorProcess, createPlan, getPlan, installCRD } from "../operator.js";
 import { parseManifests, parseYaml } from "../release.js";
 import { requestToken, type ServiceAccountRef } from "../serviceaccount.js";
+import { refuseFamilyChanges } from "../fixtures/resources.js";
 
 const OPERATOR_USER = { name: "operator", groups: ["system:masters"] };
 const SYSTEM_NS = "ipv6-migration-system";
@@ -202,7 +203,7 @@ describe("metrics: HTTPS /metrics with TokenReview and SubjectAccessReview, and 
       ...clusterIPService("frozen"),
       metadata: { name: "frozen", labels: { app: "frozen", frozen: "yes" } },
     });
-    await refuseFamilyChanges(env.client);
+    await refuseFamilyChanges(env.client, { namespace: "m-frozen", name: "frozen" });
     // IPv6Only, with a cutover stuck between its two writes: the write back from ExternalName is refused. Made
     // once the policy refuses it, or the operator would finish it at once as a cutover without a plan.
     await createNamespace(env.client, "m-stuck");
@@ -426,45 +427,3 @@ describe("metrics: HTTPS /metrics with TokenReview and SubjectAccessReview, and 
     assert.match(missing.output, /--metrics-cert-dir: cannot read the certificate .*no-such-dir\/tls\.crt/);
   });
 });
-
-/** A ValidatingAdmissionPolicy that refuses any change of type or ipFamilyPolicy to Services labelled frozen. */
-async function refuseFamilyChanges(client: KubeClient): Promise<void> {
-  const admission = (resource: string) => ({
-    group: "admissionregistration.k8s.io",
-    version: "v1",
-    resource,
-    kind: "",
-    namespaced: false,
-  });
-  await client.create(admission("validatingadmissionpolicies"), undefined, {
-    metadata: { name: "freeze-families" },
-    spec: {
-      failurePolicy: "Fail",
-      matchConstraints: {
-        resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["UPDATE"], resources: ["services"] }],
-      },
-      validations: [
-        {
-          expression:
-            "!has(object.metadata.labels) || !('frozen' in object.metadata.labels) || (object.spec.type == oldObject.spec.type && has(object.spec.ipFamilyPolicy) == has(oldObject.spec.ipFamilyPolicy) && (!has(object.spec.ipFamilyPolicy) || object.spec.ipFamilyPolicy == oldObject.spec.ipFamilyPolicy))",
-          message: "the type and family policy of a frozen Service may not change",
-        },
-      ],
-    },
-  });
-  await client.create(admission("validatingadmissionpolicybindings"), undefined, {
-    metadata: { name: "freeze-families" },
-    spec: { policyName: "freeze-families", validationActions: ["Deny"] },
-  });
-  // The API server loads a new policy a moment later: wait until a dry run of the change is refused.
-  await eventually(async () => {
-    try {
-      await client.patch(SERVICES, "m-frozen", "frozen", { spec: { ipFamilyPolicy: "PreferDualStack" } }, "merge", {
-        dryRun: true,
-      });
-      return undefined;
-    } catch {
-      return true;
-    }
-  }, "the admission policy to apply");
-}
