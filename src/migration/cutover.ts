@@ -69,11 +69,21 @@ const FIELDS_NULLED_FOR_EXTERNAL_NAME = [
   "loadBalancerIP",
 ] as const;
 
-/** The fields of a spec this operator may change, so that a restore can put back exactly these. */
+const RESTORABLE_FIELDS = ["type", ...FIELDS_NULLED_FOR_EXTERNAL_NAME, "ports", "externalName"] as const;
+
+/**
+ * The fields of a spec this operator may change, so that a restore can put back exactly these. A copy, down to
+ * the ports (whose fields are all scalars): structuredClone of each field was a tenth of an audit's CPU at 8,000
+ * Services.
+ */
 export function restorableSpec(spec: ServiceSpec): ServiceSpec {
   const out: Record<string, unknown> = {};
-  for (const field of ["type", ...FIELDS_NULLED_FOR_EXTERNAL_NAME, "ports", "externalName"] as const) {
-    if (spec[field] !== undefined) out[field] = structuredClone(spec[field]);
+  for (const field of RESTORABLE_FIELDS) {
+    const value: unknown = spec[field];
+    if (value === undefined) continue;
+    out[field] = Array.isArray(value)
+      ? value.map((item: unknown) => (item !== null && typeof item === "object" ? { ...item } : item))
+      : value;
   }
   return out;
 }
