@@ -30,6 +30,8 @@ interface Aggregate {
 }
 
 interface QueuedCreate {
+  /** When the Event happened (its firstTimestamp), not when a slot let it out. */
+  at: number;
   object: ObjectReference;
   type: EventType;
   reason: string;
@@ -140,7 +142,7 @@ export class EventRecorder {
     const name = `${object.name}.${Date.now().toString(16)}${randomBytes(2).toString("hex")}`;
     const aggregate: Aggregate = { name, namespace, count: 1, written: 0, lastWriteAt: now };
     this.remember(key, aggregate);
-    const create: QueuedCreate = { object, type, reason, message, aggregate };
+    const create: QueuedCreate = { at: now, object, type, reason, message, aggregate };
     // A Warning is sent at once, not behind the routine Events: it is often the only record of what went wrong (an
     // address not given back), and a process killed while it waited in the queue would lose it.
     if (type === "Warning") this.track(this.send(create));
@@ -151,8 +153,10 @@ export class EventRecorder {
   }
 
   private async send(create: QueuedCreate): Promise<void> {
-    const { object, type, reason, message, aggregate } = create;
-    const timestamp = new Date(aggregate.lastWriteAt).toISOString();
+    const { at, object, type, reason, message, aggregate } = create;
+    const timestamp = new Date(at).toISOString();
+    // Repeats seen while it waited in the queue go in the create itself (bump() leaves an unwritten Event alone).
+    const count = aggregate.count;
     await this.client.create(EVENTS, aggregate.namespace, {
       metadata: { name: aggregate.name, namespace: aggregate.namespace },
       involvedObject: object,
@@ -164,9 +168,9 @@ export class EventRecorder {
       reportingInstance: this.options.component,
       firstTimestamp: timestamp,
       lastTimestamp: timestamp,
-      count: 1,
+      count,
     });
-    aggregate.written = 1;
+    aggregate.written = count;
   }
 
   /**
@@ -201,7 +205,8 @@ export class EventRecorder {
   }
 
   private async bump(key: string, aggregate: Aggregate): Promise<void> {
-    if (aggregate.written === aggregate.count) return;
+    // Not created yet (queued behind the writes): its create carries the count; a patch now would find no Event.
+    if (aggregate.written === 0 || aggregate.written === aggregate.count) return;
     aggregate.lastWriteAt = this.clock.now();
     const count = aggregate.count;
     try {

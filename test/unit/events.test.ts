@@ -109,6 +109,37 @@ describe("EventRecorder: a budget of Event writes in flight", () => {
     held.answerAll();
     await recorder.flush();
   });
+  it("a repeat seen while its Event waits behind the writes goes in the create, with the first timestamp", async () => {
+    const bodies: { count?: number; firstTimestamp?: string }[] = [];
+    let patches = 0;
+    const client = {
+      create: (_r: unknown, _ns: string, body: { count?: number; firstTimestamp?: string }) => {
+        bodies.push(body);
+        return Promise.resolve({});
+      },
+      patch: () => {
+        patches++;
+        return Promise.resolve({});
+      },
+    } as unknown as KubeClient;
+    let idle: () => void = () => undefined;
+    const recorder = new EventRecorder(client, {
+      component: "test",
+      coalesceMs: 0,
+      waitForIdle: () => new Promise<void>((resolve) => (idle = resolve)),
+    });
+    recorder.event(ref(1), "Normal", "Migrated", "moved 1");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    recorder.event(ref(1), "Normal", "Migrated", "moved 1");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(patches, 0, "no count update of an Event not yet created");
+    idle();
+    await recorder.flush();
+    assert.equal(bodies.length, 1);
+    assert.equal(bodies[0]?.count, 2);
+    assert.ok((bodies[0]?.firstTimestamp ?? "") < new Date(Date.now() - 4).toISOString(), "the time it happened");
+    assert.equal(patches, 0);
+  });
 });
 
 describe("ServiceWriter.whenIdle: the end of a batch of writes", () => {
