@@ -85,7 +85,7 @@ const PROBE_TTL_MS = 300_000;
 /**
  * At most one status write per plan in this interval, when only its counts changed (progress, summary): in a large
  * batch every write's watch event reconciles the plan, and each would otherwise write the status. A change of
- * phase or of a condition is written at once.
+ * phase, of a condition or of status.currentBatch is written at once.
  */
 const STATUS_WRITE_INTERVAL_MS = 1_000;
 /** A safety net only: the watch event of the write itself reconciles the plan again. */
@@ -623,9 +623,14 @@ function deletionDone(plan: MigrationPlan, tally: Tally, decisions: Write[]): bo
   return tally.pending === 0 && tally.blocked === 0 && tally.failed === 0 && tally.drifted === 0;
 }
 
-/** Whether two statuses differ in counts only: the same phase, and every condition with the same status and reason. */
+/**
+ * Whether two statuses differ in counts only: the same phase and batch, and every condition with the same status and
+ * reason. A finished batch is never held back: the next batch's number and its pause are read from the written
+ * status, so a batch left unwritten would be numbered again and start without its pause.
+ */
 function sameStage(before: MigrationPlan["status"], after: NonNullable<MigrationPlan["status"]>): boolean {
   if (!before || before.phase !== after.phase || before.observedGeneration !== after.observedGeneration) return false;
+  if (canonicalJSON(before.currentBatch) !== canonicalJSON(after.currentBatch)) return false;
   const stage = (conditions: Condition[] | undefined) =>
     JSON.stringify((conditions ?? []).map((c) => [c.type, c.status, c.reason, c.observedGeneration]).sort());
   return stage(before.conditions) === stage(after.conditions);

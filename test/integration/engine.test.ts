@@ -13,8 +13,9 @@ import { type Service } from "../../src/migration/families.js";
 import { MigrationPlanReconciler } from "../../src/reconciler/migrationplan.js";
 import { buildCaches } from "../../src/reconciler/snapshot.js";
 import { KubeClient, SERVICES } from "../../src/runtime/client.js";
-import { realClock } from "../../src/runtime/clock.js";
+import { FakeClock, realClock, type Clock } from "../../src/runtime/clock.js";
 import { EventRecorder } from "../../src/runtime/events.js";
+import { keyOf } from "../../src/runtime/object.js";
 import { silentLogger } from "../../src/runtime/log.js";
 import { changedState, WRITE_VERBS, type ControlPlane } from "../../src/testenv/controlplane.js";
 import {
@@ -669,14 +670,7 @@ describe("migration engine: a cache that has not yet seen the reconciler's own w
       selector: { namespaces: ["lag"] },
       rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
     });
-    const client = new KubeClient(env.cp.kubeConfig(env.cp.user(RECONCILER_USER.name)), "lag-test");
-    const caches = await buildCaches(client, silentLogger);
-    const informers = [caches.plans, caches.services, caches.namespaces, caches.endpointSlices, caches.nodes];
-    const all = [...informers, caches.networkPolicies, ...(caches.serviceCIDRs ? [caches.serviceCIDRs] : [])];
-    for (const informer of all) informer.start();
-    await Promise.all(all.map((i) => i.waitForSync()));
-    const events = new EventRecorder(client, { component: "lag-test" });
-    const reconciler = new MigrationPlanReconciler({ client, caches, events, logger: silentLogger, clock: realClock });
+    const { caches, reconciler, stop } = await inProcess(realClock);
     try {
       // A plan's first reconcile only adds its finalizer; the plan cache then shows it.
       assert.equal(await reconciler.reconcile("lag"), undefined);
@@ -723,7 +717,75 @@ describe("migration engine: a cache that has not yet seen the reconciler's own w
       assert.deepEqual(writes().slice(after), [], "nothing more to write once the cache caught up");
       assert.equal((await getPlan(env.client, "lag")).status?.phase, "DualStack");
     } finally {
-      await Promise.all(all.map((i) => i.stop()));
+      await stop();
     }
   });
+
+  it("writes each finished batch at once, however soon after the last status write: the next batch is numbered and paced from it", async () => {
+    await installCRD(env.cp);
+    await createNamespace(env.client, "paced");
+    for (const name of ["a", "b", "c"]) await createService(env.client, "paced", clusterIPService(name));
+    await createPlan(env.client, "paced", {
+      targetPhase: "DualStack",
+      selector: { namespaces: ["paced"] },
+      rollout: { batchSize: 1, pauseBetweenBatches: "1s" },
+    });
+    const clock = new FakeClock(Date.parse("2026-01-01T00:00:00Z"));
+    const { client, caches, reconciler, stop } = await inProcess(clock);
+    // A status write that takes 200 ms: the pause after a batch then ends less than a second after that write.
+    const patch = client.patch.bind(client);
+    client.patch = async <T>(...args: Parameters<KubeClient["patch"]>): Promise<T> => {
+      const written = await patch<T>(...args);
+      if (args[0] === MIGRATION_PLANS && args[5]?.subresource === "status") clock.step(200);
+      return written;
+    };
+    /** Waits for the caches to see the server's objects; returns their resourceVersions, to tell whether a reconcile wrote. */
+    const caughtUp = async () => {
+      const plan = await getPlan(env.client, "paced");
+      const services = (await env.client.list<Service>(SERVICES, "paced")).items;
+      await eventually(
+        () =>
+          caches.plans.store.get("paced")?.metadata.resourceVersion === plan.metadata.resourceVersion &&
+          services.every(
+            (s) => caches.services.store.get(keyOf(s))?.metadata.resourceVersion === s.metadata.resourceVersion,
+          )
+            ? true
+            : undefined,
+        "the caches to see the last writes",
+      );
+      return [plan, ...services].map((o) => o.metadata.resourceVersion).join();
+    };
+    try {
+      // As the workqueue drives it: every write's watch event reconciles again at once; time passes only when a
+      // reconcile wrote nothing, up to the requeue it asked for (the end of the pause, measured from the batch).
+      let plan = await getPlan(env.client, "paced");
+      for (let round = 0; round < 30 && plan.status?.phase !== "DualStack"; round++) {
+        const before = await caughtUp();
+        const result = await reconciler.reconcile("paced");
+        if ((await caughtUp()) === before) clock.step(result?.requeueAfterMs ?? 0);
+        plan = await getPlan(env.client, "paced");
+      }
+      assert.equal(plan.status?.phase, "DualStack");
+      assert.deepEqual(
+        { number: plan.status?.currentBatch?.number, size: plan.status?.currentBatch?.size },
+        { number: 3, size: 1 },
+        "three batches of one, each recorded before the next",
+      );
+    } finally {
+      await stop();
+    }
+  });
+
+  /** The reconciler and its caches in this process, as the operator's user, on the given clock. */
+  async function inProcess(clock: Clock) {
+    const client = new KubeClient(env.cp.kubeConfig(env.cp.user(RECONCILER_USER.name)), "lag-test");
+    const caches = await buildCaches(client, silentLogger);
+    const informers = [caches.plans, caches.services, caches.namespaces, caches.endpointSlices, caches.nodes];
+    const all = [...informers, caches.networkPolicies, ...(caches.serviceCIDRs ? [caches.serviceCIDRs] : [])];
+    for (const informer of all) informer.start();
+    await Promise.all(all.map((i) => i.waitForSync()));
+    const events = new EventRecorder(client, { component: "lag-test" });
+    const reconciler = new MigrationPlanReconciler({ client, caches, events, logger: silentLogger, clock });
+    return { client, caches, reconciler, stop: () => Promise.all(all.map((i) => i.stop())) };
+  }
 });
