@@ -5,9 +5,11 @@
 // ./startup.ts, which keeps config.js from loading them too).
 import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
 import { RequestContext } from "@kubernetes/client-node/dist/gen/http/http.js";
+import type { Dispatcher } from "undici";
+import type { KubeObject } from "./object.js";
 // undici's request(), not its fetch(): fetch builds a WHATWG Request, Headers and a web stream for every call, which
 // in a CPU profile of a 1,000-Service rollout was a third of the operator's own time (bench/README.md).
-import { request as undiciRequest } from "undici";
+import { Agent, request as undiciRequest } from "./client-node-deps.js";
 
 export interface ResourceType {
   group: string;
@@ -136,6 +138,18 @@ export interface WriteOptions {
   force?: boolean;
 }
 
+/** One event of a watch, as the server sends it: the object is a Status when the type is ERROR. */
+export interface WatchEvent {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: KubeObject & Status;
+}
+
+/**
+ * A watch that sent nothing for this long is started again from its resourceVersion (client-node's Watch does
+ * the same): a connection can die without a word, and a quiet watch costs one request to restart.
+ */
+const WATCH_INACTIVITY_MS = 30_000;
+
 export interface RequestOptions {
   query?: Query;
   body?: unknown;
@@ -153,6 +167,15 @@ export interface ListPage<T> {
   metadata: { resourceVersion: string; continue?: string };
   /** Absent from an empty PartialObjectMetadataList, whatever the type says: read it with `?? []`. */
   items: T[];
+}
+
+/** The Status in an error answer; a body that is not one (a proxy's error page) becomes its message. */
+function statusOf(text: string, code: number): Status {
+  try {
+    return JSON.parse(text) as Status;
+  } catch {
+    return { message: text.slice(0, 500), code };
+  }
 }
 
 /** Observes every request, e.g. for rest_client_requests_total; `retry` is set for an answer that is retried. */
@@ -241,10 +264,11 @@ export class KubeClient {
    * first one is kept and reused, so requests share a connection pool. Auth headers are still applied per request,
    * so rotating tokens keep working.
    */
-  private dispatcher: ReturnType<RequestContext["getDispatcher"]>;
+  private dispatcher: Dispatcher | undefined;
 
-  private dispatcherOf(ctx: RequestContext): ReturnType<RequestContext["getDispatcher"]> {
-    this.dispatcher ??= ctx.getDispatcher();
+  /** client-node gives no dispatcher where no TLS option applies (plain http): then one of ours. */
+  private dispatcherOf(ctx: RequestContext): Dispatcher {
+    this.dispatcher ??= ctx.getDispatcher() ?? new Agent();
     return this.dispatcher;
   }
 
@@ -286,20 +310,36 @@ export class KubeClient {
     }
   }
 
-  private async requestOnce<T>(
+  /** The request's URL and headers, authenticated as the kubeconfig says (tokens are read again each time). */
+  private async prepare(
     method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
     path: string,
-    options: RequestOptions,
-  ): Promise<T> {
+    query: Query | undefined,
+    accept: string,
+  ): Promise<{ url: URL; headers: Record<string, string>; dispatcher: Dispatcher }> {
     const url = new URL(this.server + path);
-    for (const [key, value] of Object.entries(options.query ?? {})) {
+    for (const [key, value] of Object.entries(query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
     const ctx = new RequestContext(url.toString(), method);
     await this.kubeConfig.applySecurityAuthentication(ctx);
     const headers = ctx.getHeaders();
-    headers["accept"] = options.accept ?? "application/json";
+    headers["accept"] = accept;
     headers["user-agent"] = this.userAgent;
+    return { url, headers, dispatcher: this.dispatcherOf(ctx) };
+  }
+
+  private async requestOnce<T>(
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
+    path: string,
+    options: RequestOptions,
+  ): Promise<T> {
+    const { url, headers, dispatcher } = await this.prepare(
+      method,
+      path,
+      options.query,
+      options.accept ?? "application/json",
+    );
     let body: string | undefined;
     if (options.body !== undefined) {
       headers["content-type"] = options.contentType ?? "application/json";
@@ -314,11 +354,10 @@ export class KubeClient {
     let retryAfter: string | undefined;
     let text: string;
     try {
-      const response = await undiciRequest(url, {
+      const response = await undiciRequest(dispatcher, url, {
         method,
         headers,
         body,
-        dispatcher: this.dispatcherOf(ctx),
         signal: options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal,
       });
       code = response.statusCode;
@@ -336,13 +375,53 @@ export class KubeClient {
       if (options.accept?.startsWith("text/")) return text as T;
       return (text ? JSON.parse(text) : {}) as T;
     }
-    let status: Status = { message: text.slice(0, 500), code };
+    throw new ApiError(verb, path, code, statusOf(text, code), retryAfter);
+  }
+
+  /**
+   * A watch (`?watch=true`): each event the server sends is handed to onEvent as it arrives. Resolves when the
+   * server ends the stream (its timeoutSeconds), when nothing came for inactivityMs, or on abort; rejects
+   * with an ApiError for an answer other than 200, with the transport's error, or with what onEvent threw.
+   */
+  async watch(
+    path: string,
+    query: Query,
+    options: { accept?: string; signal?: AbortSignal; inactivityMs?: number; onEvent(event: WatchEvent): void },
+  ): Promise<void> {
+    const { url, headers, dispatcher } = await this.prepare(
+      "GET",
+      path,
+      { ...query, watch: true },
+      options.accept ?? "application/json",
+    );
+    const inactivityMs = options.inactivityMs ?? WATCH_INACTIVITY_MS;
+    const idle = new AbortController();
+    let timer = setTimeout(() => idle.abort(), inactivityMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, idle.signal]) : idle.signal;
     try {
-      status = JSON.parse(text) as Status;
-    } catch {
-      // not a Status (e.g. a proxy's error page): keep the text
+      const response = await undiciRequest(dispatcher, url, { method: "GET", headers, signal });
+      if (response.statusCode !== 200) {
+        const text = await response.body.text();
+        throw new ApiError("WATCH", path, response.statusCode, statusOf(text, response.statusCode));
+      }
+      response.body.setEncoding("utf8");
+      let partial = "";
+      for await (const chunk of response.body as AsyncIterable<string>) {
+        clearTimeout(timer);
+        timer = setTimeout(() => idle.abort(), inactivityMs);
+        partial += chunk;
+        for (let end = partial.indexOf("\n"); end >= 0; end = partial.indexOf("\n")) {
+          const line = partial.slice(0, end);
+          partial = partial.slice(end + 1);
+          if (line.trim()) options.onEvent(JSON.parse(line) as WatchEvent);
+        }
+      }
+    } catch (err) {
+      if (signal.aborted && (idle.signal.aborted || options.signal?.aborted)) return;
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
-    throw new ApiError(verb, path, code, status, retryAfter);
   }
 
   private observe(verb: string, path: string, code: number, retry?: boolean): void {

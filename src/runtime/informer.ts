@@ -1,12 +1,10 @@
 // Reflector + indexed store + event handlers: client-go's SharedIndexInformer, for one resource type.
 //
-// The reflector is written on client-node's Watch rather than on its ListWatch. ListWatch stops for good on
+// The reflector is written on KubeClient's watch rather than on client-node's ListWatch, which stops for good on
 // ECONNRESET, 5xx and 403 (client-node #2385), sends neither allowWatchBookmarks nor timeoutSeconds, and keeps
-// client-node's model objects. Watch hands over each event as the plain JSON object the server sent, takes any
-// query parameter, and reports every end of the stream through one callback; its 30 s inactivity timer also
-// catches a dead connection, which is cheap here because the loop below resumes from the last resourceVersion.
-import type { KubeConfig } from "@kubernetes/client-node/dist/config.js";
-import { Watch } from "@kubernetes/client-node/dist/watch.js";
+// client-node's model objects; nor on client-node's Watch, which needs undici's fetch (13 MiB of RSS, see
+// ./client-node-deps.ts) and opens a new connection pool for each watch. Every end of a watch, a dead connection's
+// included, is cheap here because the loop below resumes from the last resourceVersion.
 import {
   ACCEPT_METADATA,
   ACCEPT_METADATA_LIST,
@@ -16,6 +14,7 @@ import {
   type ListPage,
   type ResourceType,
   resourcePath,
+  type WatchEvent,
 } from "./client.js";
 import { realClock, type Clock } from "./clock.js";
 import { errorMessage, silentLogger, type Logger } from "./log.js";
@@ -132,11 +131,6 @@ export interface InformerOptions<T extends KubeObject> {
 
 /** Told when a list or watch fails (other than an expired resourceVersion), e.g. to watch for the server's return. */
 export type FailureListener = (err: unknown) => void;
-
-interface WatchEvent {
-  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
-  object: KubeObject & { code?: number; reason?: string; message?: string };
-}
 
 /** client-go's reflector backoff: 800 ms doubling to 30 s, full jitter, reset after 2 minutes of health. */
 export class Backoff {
@@ -345,50 +339,27 @@ export class Informer<T extends KubeObject = KubeObject> {
     }
   }
 
-  private watch(): Promise<void> {
+  private async watch(): Promise<void> {
     // Server-side timeout randomised in [5, 10) minutes, so that many informers don't reconnect in step.
     const timeoutSeconds = Math.floor(300 + Math.random() * 300);
+    if (this.stopped) return;
     this.stats.watches++;
     this.options.onRequest?.("watch");
-    const path = resourcePath(this.type, this.options.namespace);
-    return new Promise<void>((resolve, reject) => {
-      let failure: unknown;
-      const onEvent = (type: string, object: WatchEvent["object"]) => {
-        if (failure) return;
-        try {
-          this.handleEvent({ type: type as WatchEvent["type"], object });
-        } catch (err) {
-          failure = err;
-          this.abortWatch?.abort();
-        }
-      };
-      const onDone = (err: unknown) => {
-        this.abortWatch = undefined;
-        if (failure) return reject(asError(failure));
-        if (this.stopped) return resolve();
-        if (err && !isAbort(err)) {
-          const code = (err as { statusCode?: number }).statusCode;
-          return reject(code ? new ApiError("WATCH", path, code, { code, message: errorMessage(err) }) : asError(err));
-        }
-        resolve(); // a normal close: resume from the last resourceVersion
-      };
-      new Watch(
-        this.options.metadataOnly ? withAccept(this.client.kubeConfig, ACCEPT_METADATA) : this.client.kubeConfig,
-      )
-        .watch(
-          path,
-          { ...this.query(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
-          onEvent,
-          onDone,
-        )
-        .then(
-          (controller) => {
-            if (this.stopped) controller.abort();
-            else this.abortWatch = controller;
-          },
-          (err: unknown) => onDone(err),
-        );
-    });
+    const abort = new AbortController();
+    this.abortWatch = abort;
+    try {
+      await this.client.watch(
+        resourcePath(this.type, this.options.namespace),
+        { ...this.query(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
+        {
+          accept: this.options.metadataOnly ? ACCEPT_METADATA : undefined,
+          signal: abort.signal,
+          onEvent: (event) => this.handleEvent(event),
+        },
+      );
+    } finally {
+      this.abortWatch = undefined;
+    }
   }
 
   private handleEvent(event: WatchEvent): void {
@@ -434,25 +405,4 @@ export class Informer<T extends KubeObject = KubeObject> {
       this.log.error("event handler failed", { error: errorMessage(err) });
     }
   }
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-function isAbort(err: unknown): boolean {
-  return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
-}
-
-/**
- * client-node's Watch takes no headers; it asks the KubeConfig to authenticate each request, which is where the
- * Accept header for metadata-only watches goes in. The original stays the prototype, so everything else is its.
- */
-function withAccept(kubeConfig: KubeConfig, accept: string): KubeConfig {
-  const config = Object.create(kubeConfig) as KubeConfig;
-  config.applySecurityAuthentication = async (context) => {
-    await kubeConfig.applySecurityAuthentication(context);
-    context.setHeaderParam("Accept", accept);
-  };
-  return config;
 }
