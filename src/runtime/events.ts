@@ -30,6 +30,8 @@ interface Aggregate {
 }
 
 interface QueuedCreate {
+  /** The aggregate's key in EventRecorder.aggregates. */
+  key: string;
   /** When the Event happened (its firstTimestamp), not when a slot let it out. */
   at: number;
   object: ObjectReference;
@@ -124,13 +126,7 @@ export class EventRecorder {
     const existing = this.aggregates.get(key);
     if (existing) {
       existing.count++;
-      if (existing.flush === undefined) {
-        const wait = Math.max(0, existing.lastWriteAt + this.options.coalesceMs - now);
-        existing.flush = this.clock.setTimeout(() => {
-          existing.flush = undefined;
-          this.track(this.bump(key, existing));
-        }, wait);
-      }
+      this.scheduleBump(key, existing);
       return;
     }
     if (!this.takeToken(object.uid ?? object.name, now) || this.creates.length >= this.options.maxQueued) {
@@ -142,7 +138,7 @@ export class EventRecorder {
     const name = `${object.name}.${Date.now().toString(16)}${randomBytes(2).toString("hex")}`;
     const aggregate: Aggregate = { name, namespace, count: 1, written: 0, lastWriteAt: now };
     this.remember(key, aggregate);
-    const create: QueuedCreate = { at: now, object, type, reason, message, aggregate };
+    const create: QueuedCreate = { key, at: now, object, type, reason, message, aggregate };
     // A Warning is sent at once, not behind the routine Events: it is often the only record of what went wrong (an
     // address not given back), and a process killed while it waited in the queue would lose it.
     if (type === "Warning") this.track(this.send(create));
@@ -152,25 +148,43 @@ export class EventRecorder {
     }
   }
 
+  /** Writes the aggregate's count coalesceMs after its last write (at once if that is past), unless one is due. */
+  private scheduleBump(key: string, aggregate: Aggregate): void {
+    if (aggregate.flush !== undefined) return;
+    const wait = Math.max(0, aggregate.lastWriteAt + this.options.coalesceMs - this.clock.now());
+    aggregate.flush = this.clock.setTimeout(() => {
+      aggregate.flush = undefined;
+      this.track(this.bump(key, aggregate));
+    }, wait);
+  }
+
   private async send(create: QueuedCreate): Promise<void> {
-    const { at, object, type, reason, message, aggregate } = create;
+    const { key, at, object, type, reason, message, aggregate } = create;
     const timestamp = new Date(at).toISOString();
     // Repeats seen while it waited in the queue go in the create itself (bump() leaves an unwritten Event alone).
     const count = aggregate.count;
-    await this.client.create(EVENTS, aggregate.namespace, {
-      metadata: { name: aggregate.name, namespace: aggregate.namespace },
-      involvedObject: object,
-      type,
-      reason,
-      message: message.slice(0, 1024),
-      source: { component: this.options.component },
-      reportingComponent: this.options.component,
-      reportingInstance: this.options.component,
-      firstTimestamp: timestamp,
-      lastTimestamp: timestamp,
-      count,
-    });
+    try {
+      await this.client.create(EVENTS, aggregate.namespace, {
+        metadata: { name: aggregate.name, namespace: aggregate.namespace },
+        involvedObject: object,
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component: this.options.component },
+        reportingComponent: this.options.component,
+        reportingInstance: this.options.component,
+        firstTimestamp: timestamp,
+        lastTimestamp: timestamp,
+        count,
+      });
+    } catch (err) {
+      // Not written: the next occurrence creates a fresh Event instead of counting on this one.
+      if (this.aggregates.get(key) === aggregate) this.aggregates.delete(key);
+      throw err;
+    }
     aggregate.written = count;
+    // A repeat seen while the create was in flight: its bump found no Event yet and left it to this.
+    if (aggregate.count > count) this.scheduleBump(key, aggregate);
   }
 
   /**
@@ -277,13 +291,20 @@ export class EventRecorder {
 
   /** Writes coalesced counts now and waits for every write in flight (on shutdown, and in tests). */
   async flush(): Promise<void> {
-    for (const [key, aggregate] of this.aggregates) {
-      if (aggregate.flush !== undefined) {
+    // Again after the writes: a create that finishes may leave a repeat's count to write.
+    for (let due = true; due;) {
+      due = false;
+      for (const [key, aggregate] of this.aggregates) {
+        if (aggregate.flush === undefined) continue;
         this.clock.clearTimeout(aggregate.flush);
         aggregate.flush = undefined;
         this.track(this.bump(key, aggregate));
+        due = true;
+      }
+      while (this.pending.size > 0 || this.pumping) {
+        await Promise.all([...this.pending, this.pumping]);
+        due = true;
       }
     }
-    while (this.pending.size > 0 || this.pumping) await Promise.all([...this.pending, this.pumping]);
   }
 }

@@ -142,6 +142,46 @@ describe("EventRecorder: a budget of Event writes in flight", () => {
   });
 });
 
+describe("EventRecorder: a repeat while its Event is being created", () => {
+  it("is written as a count once the create is done, not lost", async () => {
+    const counts: number[] = [];
+    let answer: () => void = () => undefined;
+    const client = {
+      create: () => new Promise<unknown>((resolve) => (answer = () => resolve({}))),
+      patch: (_r: unknown, _ns: string, _name: string, body: { count: number }) => {
+        counts.push(body.count);
+        return Promise.resolve({});
+      },
+    } as unknown as KubeClient;
+    const recorder = new EventRecorder(client, { component: "test", coalesceMs: 0 });
+    recorder.event(ref(1), "Normal", "Migrated", "moved 1");
+    await settle();
+    recorder.event(ref(1), "Normal", "Migrated", "moved 1");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(counts, [], "no count update of an Event not yet created");
+    answer();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await recorder.flush();
+    assert.deepEqual(counts, [2]);
+  });
+
+  it("a create that failed is forgotten: the next occurrence creates a fresh Event", async () => {
+    let creates = 0;
+    const client = {
+      create: () => (++creates === 1 ? Promise.reject(new Error("connection reset")) : Promise.resolve({})),
+      patch: () => Promise.reject(new Error("no Event to patch")),
+    } as unknown as KubeClient;
+    const results: EventResult[] = [];
+    const recorder = new EventRecorder(client, { component: "test", coalesceMs: 0, onResult: (r) => results.push(r) });
+    recorder.event(ref(1), "Normal", "Migrated", "moved 1");
+    await recorder.flush();
+    recorder.event(ref(1), "Normal", "Migrated", "moved 1");
+    await recorder.flush();
+    assert.equal(creates, 2);
+    assert.deepEqual(results, ["failed", "written"]);
+  });
+});
+
 describe("ServiceWriter.whenIdle: the end of a batch of writes", () => {
   it("resolves once no write is in flight, not in the gap between two writes", async () => {
     const answers: (() => void)[] = [];
