@@ -25,6 +25,23 @@ const [nArg, cli, ...nodeFlags] = auditMode ? [argv[0], argv[2], ...argv.slice(3
 const n = Number(nArg);
 const USER = "ipv6-migration-operator";
 
+/** `ipv6-migrate operator` as shipped (no NODE_OPTIONS), with the given node flags before the program. */
+function operator(flags: string[], kubeconfig: string, logName: string): Child {
+  return new Child(
+    process.execPath,
+    [
+      ...flags,
+      cli ?? "",
+      "operator",
+      `--kubeconfig=${kubeconfig}`,
+      "--metrics-bind-address=0",
+      "--health-probe-bind-address=0",
+    ],
+    logName,
+    { env: { LOG_FORMAT: "json" }, unsetEnv: ["NODE_OPTIONS", "MALLOC_ARENA_MAX"], stdoutToLog: true },
+  );
+}
+
 function smaps(pid: number): Record<string, number> {
   const text = readFileSync(`/proc/${pid}/smaps`, "utf8");
   const out: Record<string, number> = {};
@@ -63,19 +80,7 @@ try {
         const w = await new PlanWatcher(client, name).start();
         const flags = variant.split(" ").filter(Boolean);
         const t0 = performance.now();
-        const child = new Child(
-          process.execPath,
-          [
-            ...flags,
-            cli ?? "",
-            "operator",
-            `--kubeconfig=${kubeconfig}`,
-            "--metrics-bind-address=0",
-            "--health-probe-bind-address=0",
-          ],
-          `memprobe-audit.log`,
-          { env: { LOG_FORMAT: "json" }, unsetEnv: ["NODE_OPTIONS", "MALLOC_ARENA_MAX"], stdoutToLog: true },
-        );
+        const child = operator(flags, kubeconfig, "memprobe-audit.log");
         const t1 = await w.until((p) => conditionMet(p, "Audited"), "Audited", 300_000);
         const cpu = cpuMs(child.pid);
         await sleep(3000);
@@ -101,19 +106,7 @@ async function rollout(client: KubeClient, raw: RawClient, namespaces: string[],
   );
 
   const watcher = await new PlanWatcher(client, "mem").start();
-  const op = new Child(
-    process.execPath,
-    [
-      ...nodeFlags,
-      cli ?? "",
-      "operator",
-      `--kubeconfig=${kubeconfig}`,
-      "--metrics-bind-address=0",
-      "--health-probe-bind-address=0",
-    ],
-    `memprobe-${n}.log`,
-    { env: { LOG_FORMAT: "json" }, unsetEnv: ["NODE_OPTIONS", "MALLOC_ARENA_MAX"], stdoutToLog: true },
-  );
+  const op = operator(nodeFlags, kubeconfig, `memprobe-${n}.log`);
   try {
     await watcher.until((p) => conditionMet(p, "Audited"), "Audited", 300_000);
     await sleep(3000);
