@@ -116,8 +116,9 @@ export async function throttledRollout(env: { cp: ControlPlane; client: KubeClie
       rollout: { batchSize: "100%", pauseBetweenBatches: "0s" },
     });
     const done = await waitForCondition(env.client, "throttled", "DualStackComplete", "True", 900_000);
-    assert.equal(done.status?.summary?.dualStack, services);
-    assert.equal(done.status?.summary?.failed, 0, "no Service failed for a 429");
+    const why = `${JSON.stringify(done.status?.summary)}\n${JSON.stringify(done.status?.problems)}\n${operator.output.slice(-4000)}`;
+    assert.equal(done.status?.summary?.dualStack, services, why);
+    assert.equal(done.status?.summary?.failed, 0, `no Service failed for a 429: ${why}`);
     const retries = await eventually(async () => (await retriesFromMetrics(metrics)) || undefined, "the retries");
     const rolloutThrottles = throttled() - auditThrottles;
     assert.ok(rolloutThrottles > 0, "the operator's user really was throttled");

@@ -8,6 +8,7 @@ import {
   ApiError,
   isForbidden,
   isNotFound,
+  isTooManyRequests,
   isUnavailable,
   servesResource,
   type KubeClient,
@@ -149,7 +150,8 @@ export class NewServiceGuardrails {
   }
 
   private failure(err: unknown): ConditionInput {
-    if (!(err instanceof ApiError) || isUnavailable(err)) throw err;
+    // Not an answer about the policies (no answer, a 5xx, a 429 the retries did not get past): the reconcile retries.
+    if (!(err instanceof ApiError) || isUnavailable(err) || isTooManyRequests(err)) throw err;
     if (!isForbidden(err)) return { status: false, reason: REASONS.policyWriteFailed, message: errorMessage(err) };
     return {
       status: false,

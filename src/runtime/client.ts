@@ -103,6 +103,8 @@ export const isAlreadyExists = (err: unknown): boolean =>
   err instanceof ApiError && err.code === 409 && err.reason === "AlreadyExists";
 export const isForbidden = (err: unknown): boolean => err instanceof ApiError && err.code === 403;
 export const isInvalid = (err: unknown): boolean => err instanceof ApiError && err.code === 422;
+/** A 429 that the client's own retries did not get past: the server is busy, the request was not processed. */
+export const isTooManyRequests = (err: unknown): boolean => err instanceof ApiError && err.code === 429;
 
 /**
  * Whether an error says the server could not be reached or could not serve (a connection refused or reset, a
@@ -110,8 +112,8 @@ export const isInvalid = (err: unknown): boolean => err instanceof ApiError && e
  */
 export function isUnavailable(err: unknown): boolean {
   if (err instanceof ApiError) return err.code >= 500 || err.code === 0;
-  // undici's request() throws the socket's error (or its own UND_ERR_*) itself; fetch() (client-node's Watch)
-  // wraps it as the cause of a TypeError "fetch failed".
+  // undici's request() throws the socket's error (or its own UND_ERR_*) itself; fetch() wraps it as the cause of a
+  // TypeError "fetch failed".
   const code = (err as { code?: unknown } | undefined)?.code;
   const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
   return (
