@@ -8,8 +8,7 @@ import {
   ApiError,
   isForbidden,
   isNotFound,
-  isTooManyRequests,
-  isUnavailable,
+  isNotServed,
   servesResource,
   type KubeClient,
   type ResourceType,
@@ -151,7 +150,7 @@ export class NewServiceGuardrails {
 
   private failure(err: unknown): ConditionInput {
     // Not an answer about the policies (no answer, a 5xx, a 429 the retries did not get past): the reconcile retries.
-    if (!(err instanceof ApiError) || isUnavailable(err) || isTooManyRequests(err)) throw err;
+    if (!(err instanceof ApiError) || isNotServed(err)) throw err;
     if (!isForbidden(err)) return { status: false, reason: REASONS.policyWriteFailed, message: errorMessage(err) };
     return {
       status: false,

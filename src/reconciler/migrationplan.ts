@@ -3,15 +3,7 @@
 // which of those writes to make now, makes them, and writes the plan's status (only on change). What it does
 // next follows from the cluster and the plan's status alone; the only state kept in memory is write expectations
 // (has the cache seen our own writes yet?) and caches of facts that are read again when absent.
-import {
-  ApiError,
-  isConflict,
-  isForbidden,
-  isNotFound,
-  isTooManyRequests,
-  isUnavailable,
-  type KubeClient,
-} from "../runtime/client.js";
+import { ApiError, isConflict, isForbidden, isNotFound, isNotServed, type KubeClient } from "../runtime/client.js";
 import type { Clock } from "../runtime/clock.js";
 import type { ReconcileResult, Reconciler } from "../runtime/controller.js";
 import type { EventRecorder, ObjectReference } from "../runtime/events.js";
@@ -383,7 +375,7 @@ export class MigrationPlanReconciler implements Reconciler {
       }
     } catch (err) {
       if (isConflict(err) || isNotFound(err)) return; // the cache was behind: the next reconcile sees the change
-      if (isUnavailable(err) || isTooManyRequests(err)) {
+      if (isNotServed(err)) {
         // No answer, a 5xx, or a 429 still there after the client's retries (API Priority and Fairness squeezing
         // this user): the server could not serve, which says nothing about the Service. A kube-apiserver that has
         // just started answers 500 "range is full" until its ClusterIP allocator has synced (the outage test):

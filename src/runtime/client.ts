@@ -103,8 +103,12 @@ export const isAlreadyExists = (err: unknown): boolean =>
   err instanceof ApiError && err.code === 409 && err.reason === "AlreadyExists";
 export const isForbidden = (err: unknown): boolean => err instanceof ApiError && err.code === 403;
 export const isInvalid = (err: unknown): boolean => err instanceof ApiError && err.code === 422;
-/** A 429 that the client's own retries did not get past: the server is busy, the request was not processed. */
-export const isTooManyRequests = (err: unknown): boolean => err instanceof ApiError && err.code === 429;
+/**
+ * Whether the server did not serve the request at all: unavailable (above), or a 429 that the client's own retries
+ * did not get past. Such an error says nothing about the object written; the work is tried again.
+ */
+export const isNotServed = (err: unknown): boolean =>
+  isUnavailable(err) || (err instanceof ApiError && err.code === 429);
 
 /**
  * Whether an error says the server could not be reached or could not serve (a connection refused or reset, a
