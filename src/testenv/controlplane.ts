@@ -2,7 +2,7 @@
 // for `ipv6-migrate demo`. Like controller-runtime's envtest it runs no scheduler, controller-manager or
 // kubelet: what it tests is what the API server itself decides.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes, randomInt } from "node:crypto";
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
@@ -109,12 +109,41 @@ async function buildScript(args: string[]): Promise<string> {
   return stdout.trim().split("\n").pop() ?? "";
 }
 
+/**
+ * A port nothing listens on, chosen below the kernel's ephemeral range. A port the kernel hands out for
+ * `listen(0)` is an ephemeral one, and between our closing it and the server binding it any outbound connection
+ * may take it as its source port: CI saw kube-apiserver exit with EADDRINUSE so, and a restarted apiserver's
+ * port is exposed the same way while it is down.
+ */
 export async function freePort(): Promise<number> {
+  const [ephemeralLow] = ephemeralPortRange();
+  const span = ephemeralLow - FIRST_PORT;
+  for (let attempt = 0; span > 1000 && attempt < 50; attempt++) {
+    const port = await listenOnce(FIRST_PORT + randomInt(span)).catch(() => undefined);
+    if (port !== undefined) return port;
+  }
+  return listenOnce(0);
+}
+
+/** Above the ports daemons are commonly configured with. */
+const FIRST_PORT = 10_000;
+
+function ephemeralPortRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && low > 0 && high >= low) return [low, high];
+  } catch {
+    // not Linux: use Linux's defaults
+  }
+  return [32768, 60999];
+}
+
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
     server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(port, "127.0.0.1", () => {
       const address = server.address();
       server.close(() =>
         typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),

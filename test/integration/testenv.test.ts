@@ -1,6 +1,7 @@
 // The harness itself: real versions, an apiserver restart over the same etcd, RBAC users, and no leftovers.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { NAMESPACES } from "../../src/runtime/client.js";
 import { startControlPlane } from "../../src/testenv/controlplane.js";
 import { expectApiError, useControlPlane } from "../helpers.js";
@@ -64,6 +65,12 @@ describe("testenv control plane", function () {
     assert.ok(list.items.length > 0);
   });
 
+  it("listens below the kernel's ephemeral port range, where no outbound connection can take its port", () => {
+    // A port an outbound connection took while the server was binding made kube-apiserver exit with EADDRINUSE in CI.
+    const [low] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    for (const port of [env.cp.apiPort, env.cp.etcdPort]) assert.ok(port < (low ?? 32768), `${port} is ephemeral`);
+  });
+
   it("restarts kube-apiserver alone over the same etcd, keeping the data", async () => {
     await env.client.create(NAMESPACES, undefined, { metadata: { name: "survives-restart" } });
     await env.cp.restartAPIServer();
@@ -81,7 +88,6 @@ describe("testenv control plane", function () {
     assert.equal(pids.length, 2, "etcd and kube-apiserver run from the control plane's directory");
     await cp.stop();
     for (const pid of pids) assert.equal(pidAlive(pid), false, `process ${pid} is still running`);
-    const { existsSync } = await import("node:fs");
     assert.equal(existsSync(cp.dir), false);
   });
 });
