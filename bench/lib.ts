@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
 import { Agent, request } from "undici";
 import { MIGRATION_PLANS, type MigrationPlan } from "../src/api/migrationplan.js";
-import { NAMESPACES, SERVICES, type KubeClient, resourcePath } from "../src/runtime/client.js";
+import { NAMESPACES, SERVICES, isNotFound, type KubeClient, resourcePath } from "../src/runtime/client.js";
 import { findCondition } from "../src/runtime/object.js";
 import { freePort, WRITE_VERBS, type ControlPlane } from "../src/testenv/controlplane.js";
 import { shippedContainer } from "../test/operator.js";
@@ -137,6 +137,26 @@ export function planBody(name: string, namespaces: string[], extra: Partial<Migr
     metadata: { name },
     spec: { targetPhase: "Audit", selector: { namespaces }, ...extra },
   };
+}
+
+/**
+ * Deletes a plan and waits until its operator has let it go (removed the finalizer). Called while that operator
+ * still runs, so that the next run's operator starts on a cluster holding its own plan only, and its time is not
+ * the deletion of the one before.
+ */
+export async function deletePlan(client: KubeClient, name: string, timeoutMs = 60_000): Promise<void> {
+  await client.delete(MIGRATION_PLANS, undefined, name);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      await client.get(MIGRATION_PLANS, undefined, name);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    await sleep(100);
+  }
+  throw new Error(`plan ${name} was still there ${timeoutMs} ms after its deletion`);
 }
 
 export function conditionMet(plan: MigrationPlan | undefined, type: string): boolean {

@@ -12,6 +12,7 @@ import {
   cpuMs,
   createNamespaces,
   createServices,
+  deletePlan,
   planBody,
   PlanWatcher,
   RawClient,
@@ -85,9 +86,8 @@ try {
         const cpu = cpuMs(child.pid);
         await sleep(3000);
         const rss = rssBytes(child.pid) / 2 ** 20;
-        await child.stop();
         w.stop();
-        await client.delete(MIGRATION_PLANS, undefined, name);
+        await deletePlan(client, name).finally(() => child.stop());
         (times[variant] ??= []).push([Math.round(t1 - t0), cpu, Math.round(rss)]);
       }
     }

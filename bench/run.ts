@@ -31,6 +31,7 @@ import {
   cpuMs,
   createNamespaces,
   createServices,
+  deletePlan,
   diffCounts,
   forEachConcurrently,
   median,
@@ -169,7 +170,6 @@ async function auditBench(
     const points: AuditPoint[] = [];
     const creates: Results["audit"]["creates"] = [];
     let created = 0;
-    let previousPlan: string | undefined;
     let goVersion = "";
     for (const n of SIZES) {
       const t = performance.now();
@@ -206,9 +206,7 @@ async function auditBench(
       const runOperator = async (rep: number, mode: OperatorEnv) => {
         // A new plan per run: a fresh operator must not find Audited already set by the one before.
         const name = `audit-${n}-${rep}-${mode}`;
-        if (previousPlan) await client.delete(MIGRATION_PLANS, undefined, previousPlan);
         await client.create(MIGRATION_PLANS, undefined, planBody(name, namespaces));
-        previousPlan = name;
         const watcher = await new PlanWatcher(client, name).start();
         const logName = `audit-${n}-${rep}-${mode}.log`;
         const wall = Date.now();
@@ -233,7 +231,7 @@ async function auditBench(
           }
         } finally {
           watcher.stop();
-          await op.stop();
+          await deletePlan(client, name).finally(() => op.stop());
         }
         if (mode === "shipped") {
           point.operatorCachesSyncedMs.push(logLineMs(logName, wall, "caches synced, starting workers"));

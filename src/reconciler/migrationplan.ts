@@ -279,7 +279,7 @@ export class MigrationPlanReconciler implements Reconciler {
   /**
    * The dependency audit. Ranges, Nodes, NetworkPolicies and endpoints come from the snapshot on every reconcile;
    * Pods and ConfigMaps are scanned when the plan's generation changes, before each IPv6Only batch (a scan older
-   * than the last batch is redone), and otherwise at most every preflight interval.
+   * than the last batch is redone), and otherwise at most every preflight interval; never for a plan being deleted.
    */
   private async preflight(plan: MigrationPlan, snapshot: ClusterSnapshot, selection: Selection): Promise<Finding[]> {
     const subjects = preflightSubjects(selection, snapshot);
@@ -294,7 +294,9 @@ export class MigrationPlanReconciler implements Reconciler {
       now - last.at >= this.preflightIntervalMs ||
       (plan.spec.targetPhase === "IPv6Only" && lastBatch >= last.at);
     let scanned = last?.findings ?? [];
-    if (due) {
+    // A plan being deleted moves nothing towards IPv6Only, the only move the scan's findings gate, and its status
+    // goes with it: the scan (two paginated LISTs per namespace) would only delay the deletion.
+    if (due && plan.metadata.deletionTimestamp === undefined) {
       const result = await scanPreflight(this.client, snapshot, subjects);
       scanned = result.findings;
       this.scans.set(plan.metadata.name, { generation, at: now, findings: scanned });

@@ -96,8 +96,16 @@ describe("plan life cycle: deletion and orphaned cutovers", function () {
     const ready = await waitForCondition(env.client, "orphan", "DualStackComplete");
     assert.deepEqual(ready.metadata.finalizers, [PLAN_FINALIZER]);
 
+    const scans = () =>
+      env.cp
+        .auditEvents(OPERATOR_USER.name)
+        .filter((e) => e.verb === "list" && ["pods", "configmaps"].includes(e.objectRef?.resource ?? "")).length;
+    const scansBefore = scans();
+    assert.ok(scansBefore > 0, "the rollout scanned Pods and ConfigMaps");
     await deletePlan(env.client, "orphan");
     await gone(env.client, "orphan");
+    // Deleting sets a new generation, which would ask for a scan; a plan being deleted needs none.
+    assert.equal(scans(), scansBefore, "no Pod or ConfigMap scan for a plan being deleted");
     for (const name of ["a", "b"]) {
       const svc = await service(env.client, ns, name);
       assert.deepEqual(svc.spec.ipFamilies, ["IPv4", "IPv6"], `${name} stays dual-stack`);
