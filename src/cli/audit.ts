@@ -13,6 +13,7 @@ import type { Capability } from "../reconciler/precondition.js";
 import { scanPreflight } from "../reconciler/preflight.js";
 import { ipv6ServiceRange, listSnapshot } from "../reconciler/snapshot.js";
 import { table } from "./table.js";
+import { compareStrings } from "../runtime/object.js";
 
 export interface AuditOptions {
   namespaces: string[];
@@ -89,7 +90,7 @@ export async function audit(client: KubeClient, options: AuditOptions): Promise<
   ];
   const { decisions } = assess(selection, snapshot, settingsOf(plan), findings);
   const services = decisions.map(({ svc, decision }) => audited(svc, decision));
-  services.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  services.sort((a, b) => compareStrings(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
   const count = (state: string) => services.filter((s) => s.state === state).length;
   return {
     cluster: {

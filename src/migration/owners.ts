@@ -37,16 +37,18 @@ export function controllerOf(svc: Service): OwnerReference | undefined {
   return svc.metadata.ownerReferences?.find((o) => o.controller === true);
 }
 
+const FLUX_LABELS = [
+  ["Kustomization", FLUX_KUSTOMIZATION_LABELS],
+  ["HelmRelease", FLUX_HELMRELEASE_LABELS],
+] as const;
+
 /** Who manages a Service, read from its labels, annotations, ownerReferences and managedFields. */
 export function managersOf(svc: Service): Managers {
   const labels = svc.metadata.labels ?? {};
   const annotations = svc.metadata.annotations ?? {};
   const namespace = svc.metadata.namespace ?? "";
   const flux: Managers["flux"] = [];
-  for (const [kind, keys] of [
-    ["Kustomization", FLUX_KUSTOMIZATION_LABELS],
-    ["HelmRelease", FLUX_HELMRELEASE_LABELS],
-  ] as const) {
+  for (const [kind, keys] of FLUX_LABELS) {
     const name = labels[keys.name];
     if (name) flux.push({ kind, namespace: labels[keys.namespace] ?? namespace, name });
   }
@@ -88,7 +90,8 @@ function familyFieldManagers(entries: ManagedFieldsEntry[] | undefined): Manager
   for (const entry of entries ?? []) {
     if (!entry.manager || entry.manager === FIELD_MANAGER) continue;
     const spec = entry.fieldsV1?.["f:spec"] as Record<string, unknown> | undefined;
-    const fields = FAMILY_FIELDS.filter((f) => spec && `f:${f}` in spec).map((f) => `spec.${f}`);
+    if (!spec) continue;
+    const fields = FAMILY_FIELDS.filter((f) => `f:${f}` in spec).map((f) => `spec.${f}`);
     if (fields.length > 0) out.push({ manager: entry.manager, operation: entry.operation ?? "Update", fields });
   }
   return out;

@@ -1,7 +1,7 @@
 // Plan-level decisions: which Services a plan selects, which plan owns a Service, the plan's settings, the tally
 // of its Services and the status it reports. Pure functions; the reconciler feeds them from its caches.
 import type { Condition } from "../runtime/object.js";
-import { setCondition } from "../runtime/object.js";
+import { compareStrings, setCondition } from "../runtime/object.js";
 import {
   CONDITIONS,
   MAX_PROBLEMS,
@@ -73,7 +73,7 @@ export function owningPlan(plans: MigrationPlan[], manager?: string): MigrationP
     if (manager && (a.metadata.name === manager) !== (b.metadata.name === manager)) {
       return a.metadata.name === manager ? -1 : 1;
     }
-    return a.metadata.name.localeCompare(b.metadata.name);
+    return compareStrings(a.metadata.name, b.metadata.name);
   })[0];
 }
 
@@ -351,7 +351,7 @@ export function computeStatus(input: StatusInput): MigrationPlanStatus {
     set(CONDITIONS.newServicesDefaulted, status, reason, message);
   }
   const problems = [...tally.problems].sort((a, b) =>
-    `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
+    compareStrings(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`),
   );
   return {
     observedGeneration: generation,
@@ -386,7 +386,7 @@ export function sameStatus(a: MigrationPlanStatus | undefined, b: MigrationPlanS
 export function canonicalJSON(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => compareStrings(a, b)))
       : v,
   );
 }

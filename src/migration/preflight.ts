@@ -2,7 +2,7 @@
 // functions over trimmed objects; the reconciler gathers them (informers for Nodes and NetworkPolicies,
 // paginated scans for Pods and ConfigMaps) and the CLI's audit prints the same findings.
 import ipaddr from "ipaddr.js";
-import { keyOf } from "../runtime/object.js";
+import { compareStrings, keyOf } from "../runtime/object.js";
 import { matchesSelector } from "./plan.js";
 import {
   CUTOVER_TIME_ANNOTATION,
@@ -233,24 +233,42 @@ export function networkPolicyFindings(policy: NetworkPolicyInfo, services: Selec
   return out;
 }
 
-/** Matches an address as a whole token: 10.96.0.1 must not match inside 10.96.0.10. */
-function containsAddress(text: string, ip: string): boolean {
-  const escaped = ip.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  return new RegExp(`(^|[^0-9A-Za-z.])${escaped}($|[^0-9A-Za-z.]|\\.($|[^0-9]))`).test(text);
+/**
+ * Dotted quads as whole tokens, the way a ClusterIP is written in a value: 10.96.0.1 is not inside 10.96.0.10 nor
+ * in a hostname, and a sentence may end after it ("10.96.0.1.").
+ */
+const IPV4_TOKEN = /(?<![0-9A-Za-z.])\d{1,3}(?:\.\d{1,3}){3}(?![0-9A-Za-z]|\.\d)/g;
+
+/** The selected Services by their IPv4 ClusterIP, for hardcodedIPFindings; built once per scan. */
+export type ClusterIPIndex = Map<string, { svc: SelectedService; order: number }>;
+
+export function byClusterIP(services: SelectedService[]): ClusterIPIndex {
+  const index: ClusterIPIndex = new Map();
+  services.forEach((svc, order) => {
+    if (svc.ipv4ClusterIP && svc.ipv4ClusterIP !== "None") index.set(svc.ipv4ClusterIP, { svc, order });
+  });
+  return index;
 }
 
-/** A Service's current IPv4 ClusterIP written literally into a Pod's env or args, or a ConfigMap's data. */
-export function hardcodedIPFindings(
-  services: SelectedService[],
-  pods: PodInfo[],
-  configMaps: ConfigMapInfo[],
-): Finding[] {
-  const byIP = services.filter((s) => s.ipv4ClusterIP && s.ipv4ClusterIP !== "None");
+/**
+ * A Service's current IPv4 ClusterIP written literally into a Pod's env or args, or a ConfigMap's data. Each
+ * value's addresses are looked up in the index: a match of every value against every Service was, with thousands
+ * of Services, most of a scan's CPU even for namespaces without a Pod.
+ */
+export function hardcodedIPFindings(byIP: ClusterIPIndex, pods: PodInfo[], configMaps: ConfigMapInfo[]): Finding[] {
   const out: Finding[] = [];
   const scan = (object: string, entries: { key: string; value: string }[]) => {
-    for (const svc of byIP) {
-      const keys = entries.filter((e) => containsAddress(e.value, svc.ipv4ClusterIP!)).map((e) => e.key);
-      if (keys.length === 0) continue;
+    const keysOf = new Map<string, { svc: SelectedService; order: number; keys: string[] }>();
+    for (const { key, value } of entries) {
+      for (const [address] of value.matchAll(IPV4_TOKEN)) {
+        const hit = byIP.get(address);
+        if (!hit) continue;
+        const found = keysOf.get(address) ?? { ...hit, keys: [] };
+        keysOf.set(address, found);
+        if (found.keys.at(-1) !== key) found.keys.push(key);
+      }
+    }
+    for (const { svc, keys } of [...keysOf.values()].sort((a, b) => a.order - b.order)) {
       out.push({
         kind: "HardcodedClusterIP",
         severity: "Blocking",
@@ -401,7 +419,7 @@ export function cachedFindings(inputs: {
 export function preflightStatus(findings: Finding[]): PreflightStatus {
   const rank: Record<string, number> = { Blocking: 0, Warning: 1, Info: 2 };
   const sorted = [...findings].sort(
-    (a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3) || a.object.localeCompare(b.object),
+    (a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3) || compareStrings(a.object, b.object),
   );
   const counts: Record<string, number> = {};
   for (const f of findings) counts[f.kind] = (counts[f.kind] ?? 0) + 1;

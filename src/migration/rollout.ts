@@ -11,7 +11,7 @@ import {
   type MigrationPlanStatus,
   type TargetPhase,
 } from "../api/migrationplan.js";
-import { findCondition, keyOf } from "../runtime/object.js";
+import { compareStrings, findCondition, keyOf } from "../runtime/object.js";
 import type { Service } from "./families.js";
 import type { RolloutSettings } from "./plan.js";
 import type { Decision } from "./service.js";
@@ -208,5 +208,5 @@ function finish(batch: Batch, now: number): Batch {
 }
 
 function byKey(a: Write, b: Write): number {
-  return keyOf(a.svc).localeCompare(keyOf(b.svc));
+  return compareStrings(keyOf(a.svc), keyOf(b.svc));
 }

@@ -17,6 +17,7 @@ import {
   type TargetPhase,
 } from "../api/migrationplan.js";
 import type { Finding } from "../migration/preflight.js";
+import { compareStrings } from "../runtime/object.js";
 
 const L = METRIC_LABELS;
 /** Batches move up to hundreds of Services, each a write or two, and may pace first (a few seconds). */
@@ -206,5 +207,5 @@ export class MigrationMetrics {
 }
 
 function seriesKey(labels: Labels): string {
-  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
+  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => compareStrings(a, b)));
 }

@@ -6,6 +6,7 @@ import type { KubeObject } from "../runtime/object.js";
 import { clusterIPOf } from "../migration/families.js";
 import type { ClusterSnapshot } from "../migration/snapshot.js";
 import {
+  byClusterIP,
   hardcodedIPFindings,
   serviceRangeFindings,
   staleServiceLinkFindings,
@@ -134,6 +135,7 @@ export async function scanWorkloads(
     else byNamespace.set(s.namespace, [s]);
   }
   const namespaces = [...byNamespace.keys()].sort();
+  const byIP = byClusterIP(services);
   // Per namespace, so that the findings come out in the same order however the scans interleave.
   const found: Finding[][] = namespaces.map(() => []);
   let pods = 0;
@@ -144,7 +146,7 @@ export async function scanWorkloads(
     const findings = found[i] ?? [];
     pods += await forEachPage<PodObject>(client, PODS, namespace, pageSize, (items) => {
       const page = items.map(podInfo);
-      findings.push(...hardcodedIPFindings(services, page, []), ...staleServiceLinkFindings(inNamespace, page));
+      findings.push(...hardcodedIPFindings(byIP, page, []), ...staleServiceLinkFindings(inNamespace, page));
     });
     configMaps += await forEachPage<ConfigMapObject>(client, CONFIGMAPS, namespace, pageSize, (items) => {
       const page: ConfigMapInfo[] = items.map((cm) => ({
@@ -152,7 +154,7 @@ export async function scanWorkloads(
         name: cm.metadata.name,
         data: cm.data ?? {},
       }));
-      findings.push(...hardcodedIPFindings(services, [], page));
+      findings.push(...hardcodedIPFindings(byIP, [], page));
     });
   };
   let next = 0;

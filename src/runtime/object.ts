@@ -44,6 +44,15 @@ export function keyOf(obj: { metadata: { name: string; namespace?: string } }): 
   return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
 }
 
+/**
+ * Orders strings by UTF-16 code units, as Go's sort.Strings orders bytes for the ASCII of Kubernetes names.
+ * localeCompare would collate with ICU: slower in a sort of thousands of keys, and its tables are 2.5 MiB of the
+ * node executable's pages in RSS.
+ */
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** metav1.Condition. */
 export interface Condition {
   type: string;

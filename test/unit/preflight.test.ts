@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   blockingByService,
   endpointNodeFindings,
+  byClusterIP,
   hardcodedIPFindings,
   ipv4OnlyNodes,
   ipv4ValueFindings,
@@ -134,7 +135,7 @@ describe("preflight: NetworkPolicies", () => {
 describe("preflight: hard-coded ClusterIPs", () => {
   it("finds a Service's IPv4 ClusterIP in pod env, args and ConfigMap data, naming the key", () => {
     const findings = hardcodedIPFindings(
-      [svc("web")],
+      byClusterIP([svc("web")]),
       [
         pod("client", { values: [{ key: "container app env WEB", value: "http://10.96.0.10:80/" }] }),
         pod("other", { values: [{ key: "container app args[0]", value: "--upstream=10.96.0.100" }] }),
@@ -148,6 +149,36 @@ describe("preflight: hard-coded ClusterIPs", () => {
     assert.match(findings[0]?.message ?? "", /container app env WEB/);
     assert.match(findings[1]?.message ?? "", /data\.app\.conf/);
     assert.doesNotMatch(findings[1]?.message ?? "", /data\.other/);
+  });
+
+  it("matches an address only as a whole token, and names each Service once per object, in the Services' order", () => {
+    const index = byClusterIP([
+      svc("web"),
+      svc("db", { ipv4ClusterIP: "10.96.0.20" }),
+      svc("hl", { ipv4ClusterIP: "None" }),
+    ]);
+    const holds = (value: string) =>
+      hardcodedIPFindings(index, [pod("p", { values: [{ key: "k", value }] })], []).flatMap((f) => f.services ?? []);
+    assert.deepEqual(holds("connect to 10.96.0.10."), ["shop/web"]);
+    assert.deepEqual(holds("a=10.96.0.10,b=10.96.0.10"), ["shop/web"]);
+    assert.deepEqual(holds("10.96.0.20 then 10.96.0.10"), ["shop/web", "shop/db"]);
+    for (const miss of ["db.10.96.0.10", "x10.96.0.10", "10.96.0.10.5", "10.96.0.10a", "110.96.0.10", "None"]) {
+      assert.deepEqual(holds(miss), [], miss);
+    }
+    const twice = hardcodedIPFindings(
+      index,
+      [
+        pod("p", {
+          values: [
+            { key: "env A", value: "10.96.0.10" },
+            { key: "env B", value: "10.96.0.10" },
+          ],
+        }),
+      ],
+      [],
+    );
+    assert.equal(twice.length, 1);
+    assert.match(twice[0]?.message ?? "", /in env A, env B;/);
   });
 
   it("reads env values, args and commands of containers and init containers", () => {

@@ -8,6 +8,7 @@ import { MAX_SEMI_SPACE_MIB, memoryFlags } from "../../src/runtime/startup.js";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const STARTUP = path.join(here, "../../src/runtime/startup.js");
 const CLIENT = path.join(here, "../../src/runtime/client.js");
+const OPERATOR = path.join(here, "../../src/reconciler/operator.js");
 const MIB = 2 ** 20;
 
 describe("start-up: V8 memory limits and client-node's slim loading", () => {
@@ -79,5 +80,19 @@ describe("start-up: V8 memory limits and client-node's slim loading", () => {
     assert.equal(out.auth, "Bearer t");
     assert.deepEqual(out.unused, []);
     assert.deepEqual({ oidc: out.oidc, oidcLoaded: out.oidcLoaded }, { oidc: true, oidcLoaded: true });
+  });
+  it("loads the operator's modules without Node's own copy of undici (13 MiB), which an ES import of node:http loads", async () => {
+    const script = `
+      const { loadSlimClientNode } = await import(${JSON.stringify(STARTUP)});
+      loadSlimClientNode();
+      await import("@kubernetes/client-node/dist/config.js");
+      await import(${JSON.stringify(CLIENT)});
+      await import(${JSON.stringify(OPERATOR)});
+      process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => m.includes("undici"))));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: path.join(here, "../../.."),
+    });
+    assert.deepEqual(JSON.parse(stdout), []);
   });
 });
