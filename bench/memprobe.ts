@@ -1,5 +1,5 @@
 // Not part of `make bench`: a quick look at where the operator's RSS goes after a rollout, by mapping.
-// node dist/bench/memprobe.js N CLI [node flags...]
+// node dist/bench/memprobe.js N CLI [node flags...] (with --heapsnapshot-signal=SIGUSR2, a heap snapshot at the end)
 // node dist/bench/memprobe.js audit N REPS CLI "flags A" "flags B"...: spawn -> Audited and CPU, variants alternated
 import { readFileSync } from "node:fs";
 import { MIGRATION_PLANS } from "../src/api/migrationplan.js";
@@ -139,6 +139,12 @@ async function rollout(client: KubeClient, raw: RawClient, namespaces: string[],
         rolledOut: smaps(op.pid),
       }),
     );
+    // With --heapsnapshot-signal=SIG among the flags: a heap snapshot of the rolled-out operator, in the cwd.
+    const signal = nodeFlags.find((f) => f.startsWith("--heapsnapshot-signal="))?.split("=")[1];
+    if (signal) {
+      process.kill(op.pid, signal as NodeJS.Signals);
+      await sleep(20_000);
+    }
   } finally {
     await op.stop();
     watcher.stop();

@@ -1,7 +1,7 @@
 // What a Service is: its shape, its families and addresses, read from plain objects. Pure functions.
 import ipaddr from "ipaddr.js";
-import type { KubeObject } from "../runtime/object.js";
-import { SERVICE_STATES, type FamilyState, type ServiceState, type TargetPhase } from "../api/migrationplan.js";
+import { StringInterner, type KubeObject, type ManagedFieldsEntry } from "../runtime/object.js";
+import { SERVICE_STATES, STATE_LABEL, type FamilyState, type ServiceState, type TargetPhase } from "../api/migrationplan.js";
 
 export type IPFamily = "IPv4" | "IPv6";
 export type IPFamilyPolicy = "SingleStack" | "PreferDualStack" | "RequireDualStack";
@@ -132,13 +132,69 @@ export function annotationJSON<T>(svc: Service, key: string): T | undefined {
 /** A merge patch body: null deletes a field. */
 export type MergePatch = Record<string, unknown>;
 
+/** The spec fields of managedFields that tell who changed a family. */
+const KEPT_MANAGED_FIELDS = ["f:ipFamilies", "f:ipFamilyPolicy", "f:clusterIPs", "f:type"] as const;
+/**
+ * The kept part of a managedFields entry's fieldsV1, one frozen object per combination of kept fields: thousands
+ * of Services have the same few, and an object each was a third of a cached Service's bytes.
+ */
+const keptFieldsV1 = new Map<number, Record<string, unknown>>();
+/** Managers, operations and the seconds of their writes repeat across Services; about 100 bytes a string. */
+const managedFieldStrings = new StringInterner(4096);
+/** The values of ipFamilies, shared and frozen (the server sends the same four everywhere). */
+const FAMILY_LISTS = new Map<string, readonly IPFamily[]>(
+  ([["IPv4"], ["IPv6"], ["IPv4", "IPv6"], ["IPv6", "IPv4"]] as IPFamily[][]).map((l) => [l.join(), Object.freeze(l)]),
+);
+const POLICIES = new Map<string, IPFamilyPolicy>(
+  (["SingleStack", "PreferDualStack", "RequireDualStack"] as const).map((p) => [p, p]),
+);
+const STATES = new Map<string, string>(Object.values(SERVICE_STATES).map((v) => [v, v]));
+
+function keptFields(spec: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  let mask = 0;
+  KEPT_MANAGED_FIELDS.forEach((f, i) => {
+    if (spec?.[f]) mask |= 1 << i;
+  });
+  if (mask === 0) return undefined;
+  let kept = keptFieldsV1.get(mask);
+  if (!kept) {
+    const fields = Object.fromEntries(
+      KEPT_MANAGED_FIELDS.filter((_, i) => mask & (1 << i)).map((f) => [f, Object.freeze({})]),
+    );
+    kept = Object.freeze({ "f:spec": Object.freeze(fields) });
+    keptFieldsV1.set(mask, kept);
+  }
+  return kept;
+}
+
 /**
  * The cache keeps, of managedFields, only the spec fields that tell who changed a family, and of the
- * ownerReferences only the controller's (who would re-create or revert the Service).
+ * ownerReferences only the controller's (who would re-create or revert the Service). What thousands of Services
+ * repeat is shared rather than copied: the kept fieldsV1, managers and their times, ipFamilies, ipFamilyPolicy and
+ * the state label's value; shared values are frozen, as nothing may change a cached object anyway.
  */
 export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
   const m = raw.metadata;
   const controller = m.ownerReferences?.find((o) => o.controller === true);
+  const spec = raw.spec ?? {};
+  const families = spec.ipFamilies && FAMILY_LISTS.get(spec.ipFamilies.join());
+  if (families) spec.ipFamilies = families as IPFamily[];
+  const policy = spec.ipFamilyPolicy && POLICIES.get(spec.ipFamilyPolicy);
+  if (policy) spec.ipFamilyPolicy = policy;
+  const labels = m.labels;
+  const state = labels?.[STATE_LABEL] !== undefined ? STATES.get(labels[STATE_LABEL]) : undefined;
+  if (labels && state) labels[STATE_LABEL] = state;
+  const managedFields: ManagedFieldsEntry[] = [];
+  for (const e of m.managedFields ?? []) {
+    const fieldsV1 = keptFields(e.fieldsV1?.["f:spec"] as Record<string, unknown> | undefined);
+    if (!fieldsV1) continue;
+    managedFields.push({
+      manager: managedFieldStrings.intern(e.manager),
+      operation: managedFieldStrings.intern(e.operation),
+      time: managedFieldStrings.intern(e.time),
+      fieldsV1,
+    });
+  }
   return {
     metadata: {
       name: m.name,
@@ -147,7 +203,7 @@ export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
       resourceVersion: m.resourceVersion,
       generation: m.generation,
       creationTimestamp: m.creationTimestamp,
-      labels: m.labels,
+      labels,
       annotations: m.annotations,
       ...(controller
         ? {
@@ -162,15 +218,8 @@ export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
             ],
           }
         : {}),
-      managedFields: m.managedFields
-        ?.map((e) => {
-          const spec = e.fieldsV1?.["f:spec"] as Record<string, unknown> | undefined;
-          const kept: Record<string, unknown> = {};
-          for (const f of ["f:ipFamilies", "f:ipFamilyPolicy", "f:clusterIPs", "f:type"]) if (spec?.[f]) kept[f] = {};
-          return { manager: e.manager, operation: e.operation, time: e.time, fieldsV1: { "f:spec": kept } };
-        })
-        .filter((e) => Object.keys(e.fieldsV1["f:spec"]).length > 0),
+      ...(m.managedFields ? { managedFields } : {}),
     },
-    spec: raw.spec ?? {},
+    spec,
   };
 }

@@ -53,6 +53,26 @@ export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * One instance of equal strings, for values that thousands of cached objects repeat (a field manager, a second's
+ * timestamp): JSON.parse makes a new string of every value longer than a few characters. Bounded: emptied when
+ * full, so a field whose values are all distinct costs at most `max` entries.
+ */
+export class StringInterner {
+  private readonly known = new Map<string, string>();
+
+  constructor(private readonly max: number) {}
+
+  intern<T extends string | undefined>(value: T): T {
+    if (value === undefined) return value;
+    const known = this.known.get(value);
+    if (known !== undefined) return known as T;
+    if (this.known.size >= this.max) this.known.clear();
+    this.known.set(value, value);
+    return value;
+  }
+}
+
 /** metav1.Condition. */
 export interface Condition {
   type: string;
