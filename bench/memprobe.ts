@@ -142,7 +142,7 @@ async function rollout(client: KubeClient, raw: RawClient, namespaces: string[],
     // With --heapsnapshot-signal=SIG among the flags: a heap snapshot of the rolled-out operator, in the cwd.
     const signal = nodeFlags.find((f) => f.startsWith("--heapsnapshot-signal="))?.split("=")[1];
     if (signal) {
-      process.kill(op.pid, signal as NodeJS.Signals);
+      process.kill(op.pid, signal);
       await sleep(20_000);
     }
   } finally {

@@ -1,7 +1,13 @@
 // What a Service is: its shape, its families and addresses, read from plain objects. Pure functions.
 import ipaddr from "ipaddr.js";
 import { StringInterner, type KubeObject, type ManagedFieldsEntry } from "../runtime/object.js";
-import { SERVICE_STATES, STATE_LABEL, type FamilyState, type ServiceState, type TargetPhase } from "../api/migrationplan.js";
+import {
+  SERVICE_STATES,
+  STATE_LABEL,
+  type FamilyState,
+  type ServiceState,
+  type TargetPhase,
+} from "../api/migrationplan.js";
 
 export type IPFamily = "IPv4" | "IPv6";
 export type IPFamilyPolicy = "SingleStack" | "PreferDualStack" | "RequireDualStack";
