@@ -2,6 +2,10 @@
 import ipaddr from "ipaddr.js";
 import { StringInterner, type KubeObject, type ManagedFieldsEntry } from "../runtime/object.js";
 import {
+  ARGOCD_TRACKING_ANNOTATION,
+  GROUP,
+  HELM_RELEASE_NAME_ANNOTATION,
+  HELM_RELEASE_NAMESPACE_ANNOTATION,
   SERVICE_STATES,
   STATE_LABEL,
   type FamilyState,
@@ -156,6 +160,22 @@ const POLICIES = new Map<string, IPFamilyPolicy>(
 );
 const STATES = new Map<string, string>(Object.values(SERVICE_STATES).map((v) => [v, v]));
 
+/** The annotations read anywhere (the operator's own, and those naming a Service's manager). */
+const READ_ANNOTATIONS = new Set([
+  HELM_RELEASE_NAME_ANNOTATION,
+  HELM_RELEASE_NAMESPACE_ANNOTATION,
+  ARGOCD_TRACKING_ANNOTATION,
+]);
+const OPERATOR_ANNOTATION_PREFIX = `${GROUP}/`;
+
+function keptAnnotations(annotations: Record<string, string> | undefined): Record<string, string> | undefined {
+  let kept: Record<string, string> | undefined;
+  for (const key in annotations) {
+    if (key.startsWith(OPERATOR_ANNOTATION_PREFIX) || READ_ANNOTATIONS.has(key)) (kept ??= {})[key] = annotations[key]!;
+  }
+  return kept;
+}
+
 function keptFields(spec: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
   let mask = 0;
   KEPT_MANAGED_FIELDS.forEach((f, i) => {
@@ -175,7 +195,8 @@ function keptFields(spec: Record<string, unknown> | undefined): Record<string, u
 
 /**
  * The cache keeps, of managedFields, only the spec fields that tell who changed a family, and of the
- * ownerReferences only the controller's (who would re-create or revert the Service). What thousands of Services
+ * ownerReferences only the controller's (who would re-create or revert the Service), of the annotations those
+ * read (not, say, kubectl's last-applied-configuration, a copy of the whole manifest). What thousands of Services
  * repeat is shared rather than copied: the kept fieldsV1, managers and their times, ipFamilies, ipFamilyPolicy and
  * the state label's value; shared values are frozen, as nothing may change a cached object anyway.
  */
@@ -190,6 +211,7 @@ export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
   const labels = m.labels;
   const state = labels?.[STATE_LABEL] !== undefined ? STATES.get(labels[STATE_LABEL]) : undefined;
   if (labels && state) labels[STATE_LABEL] = state;
+  const annotations = keptAnnotations(m.annotations);
   const managedFields: ManagedFieldsEntry[] = [];
   for (const e of m.managedFields ?? []) {
     const fieldsV1 = keptFields(e.fieldsV1?.["f:spec"] as Record<string, unknown> | undefined);
@@ -210,7 +232,7 @@ export function trimService(raw: KubeObject & { spec?: ServiceSpec }): Service {
       generation: m.generation,
       creationTimestamp: m.creationTimestamp,
       labels,
-      annotations: m.annotations,
+      ...(annotations ? { annotations } : {}),
       ...(controller
         ? {
             ownerReferences: [

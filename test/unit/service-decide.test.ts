@@ -407,7 +407,7 @@ describe("migration/service: managedFields", () => {
   });
 
   describe("trimService", () => {
-    it("keeps the metadata the engine reads, only the family-related managedFields and the controller's reference", () => {
+    it("keeps the metadata the engine reads: the family-related managedFields, the controller's reference, the annotations read", () => {
       const raw: KubeObject & { spec?: ServiceSpec } = {
         apiVersion: "v1",
         kind: "Service",
@@ -419,7 +419,12 @@ describe("migration/service: managedFields", () => {
           generation: 5,
           creationTimestamp: "2024-01-01T00:00:00Z",
           labels: { app: "web" },
-          annotations: { owner: "team-a" },
+          annotations: {
+            owner: "team-a",
+            "kubectl.kubernetes.io/last-applied-configuration": '{"apiVersion":"v1","kind":"Service"}',
+            "meta.helm.sh/release-name": "web",
+            "ipv6migration.io/plan": "p",
+          },
           ownerReferences: [
             { apiVersion: "v1", kind: "ConfigMap", name: "x", uid: "u" },
             { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", name: "db", uid: "c", controller: true },
@@ -446,7 +451,7 @@ describe("migration/service: managedFields", () => {
           generation: 5,
           creationTimestamp: "2024-01-01T00:00:00Z",
           labels: { app: "web" },
-          annotations: { owner: "team-a" },
+          annotations: { "meta.helm.sh/release-name": "web", "ipv6migration.io/plan": "p" },
           ownerReferences: [
             { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", name: "db", uid: "c", controller: true },
           ],
@@ -475,6 +480,7 @@ describe("migration/service: managedFields", () => {
       assert.deepEqual(trimmed.spec, {});
       assert.equal(trimmed.metadata.managedFields, undefined);
       assert.equal(trimmed.metadata.ownerReferences, undefined);
+      assert.equal(trimmed.metadata.annotations, undefined);
     });
   });
 });
