@@ -441,7 +441,7 @@ function auditNote(r: Results): string[] {
     "   The floor reads through client-node's generated API, which turns every item into its model classes; the",
     "   operator's informers keep the parsed JSON, trimmed. What the operator adds is the preflight scan (the Pods",
     "   and ConfigMaps of 50 namespaces, 4 at a time), the classification and the status write. With the",
-    `   Deployment's env (16 MiB semi-spaces, against 2 MiB as shipped) the same audit took ${s(median(last.deploymentMs))}.`,
+    `   Deployment's env (its NODE_OPTIONS and MALLOC_ARENA_MAX) the same audit took ${s(median(last.deploymentMs))}.`,
     "",
   ];
 }
