@@ -94,7 +94,7 @@ export function clusterIPOf(spec: ServiceSpec, family: IPFamily): string | undef
 }
 
 /** The family of an address, undefined when it is none. */
-function familyOfAddress(ip: string): IPFamily | undefined {
+export function familyOfAddress(ip: string): IPFamily | undefined {
   return ipaddr.isValid(ip) ? familyOfIP(ip) : undefined;
 }
 

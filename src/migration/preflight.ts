@@ -12,7 +12,7 @@ import {
   type PreflightStatus,
   type Severity,
 } from "../api/migrationplan.js";
-import { clusterIPOf, familyOfIP, type Service } from "./families.js";
+import { clusterIPOf, familyOfAddress, type Service } from "./families.js";
 import { managersOf, ownerFindings, type Managers, type OwnerSettings } from "./owners.js";
 
 export const FINDING_KINDS = [
@@ -337,7 +337,7 @@ export function workloadOf(pod: {
  */
 export function ipv4ValueFindings(services: SelectedService[]): Finding[] {
   const out: Finding[] = [];
-  const isIPv4 = (ip: string) => ipaddr.isValid(ip) && familyOfIP(ip) === "IPv4";
+  const isIPv4 = (ip: string) => familyOfAddress(ip) === "IPv4";
   for (const svc of services) {
     if (svc.type === "ExternalName") continue;
     const found = (reason: FindingReason, field: string, values: string[], effect: string) =>
